@@ -10,10 +10,17 @@
 //! - `config`: the home, the TOML config, its validation and atomic saves.
 //! - `db`: the SQLite block index; one writer thread batches commands into transactions.
 //! - `scan`: walking, ignore rules, chunking and hashing on a bounded pool.
+//! - `indexer`: runs a scan of one folder into the index (marker check, batching).
+//! - `net`: TLS (the dangerous verifier in `net::danger`), connections, dialers.
+//! - `service`: boots and supervises everything; events; the control API.
 //! - `cli`: the command line; talks to the config and index directly, or to the service.
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod identity;
+pub mod indexer;
+pub mod net;
 pub mod protocol;
 pub mod scan;
+pub mod service;

@@ -111,6 +111,15 @@ impl fmt::Debug for DeviceId {
     }
 }
 
+impl fmt::Display for ShortId {
+    /// The first 7 characters of the device ID's text form (the first run needs no check
+    /// character, so they follow from the first bytes alone).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = BASE32_NOPAD.encode(&self.0.to_be_bytes());
+        f.write_str(&text[..7])
+    }
+}
+
 impl FromStr for DeviceId {
     type Err = IdError;
 
@@ -225,6 +234,12 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 6);
+    }
+
+    #[test]
+    fn short_id_text_is_the_id_prefix() {
+        let id = DeviceId::from_bytes([0xa5; 32]);
+        assert_eq!(id.short().to_string(), id.short_str());
     }
 
     proptest! {

@@ -1,0 +1,144 @@
+//! `shoal status`: this device, its folders and devices.
+//!
+//! With no service running the answer comes from the config and the index, with every
+//! device disconnected and `service_running` false.
+
+use super::Context;
+use super::index::{human_bytes, open_db};
+use super::output::{pad, print_json};
+use crate::indexer::check_marker;
+use clap::Args;
+use serde::Serialize;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON document on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+pub struct StatusJson {
+    pub device_id: String,
+    pub name: String,
+    pub service_running: bool,
+    pub folders: Vec<FolderStatus>,
+    pub devices: Vec<DeviceStatus>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+pub struct FolderStatus {
+    pub id: String,
+    pub label: String,
+    pub path: String,
+    pub state: String,
+    pub error: Option<String>,
+    pub local_files: u64,
+    pub local_bytes: u64,
+    pub need_files: u64,
+    pub need_bytes: u64,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+pub struct DeviceStatus {
+    pub id: String,
+    pub name: String,
+    pub connected: bool,
+    pub address: Option<String>,
+    pub in_bytes_total: u64,
+    pub out_bytes_total: u64,
+}
+
+pub fn run(ctx: &Context, args: StatusArgs) -> anyhow::Result<()> {
+    let local = ctx.local_id()?;
+    if let Some(mut client) = ctx.service() {
+        let v = client.call(&crate::service::api::Request::Status)?;
+        if args.json {
+            return print_json(&v);
+        }
+        let status: StatusJson = serde_json::from_value(v)?;
+        print_human(&status);
+        return Ok(());
+    }
+    let config = ctx.config()?;
+    let db = open_db(ctx)?;
+    let reader = db.reader()?;
+    let mut folders = Vec::new();
+    for f in &config.folders {
+        let (local_files, local_bytes) = reader.local_counts(&f.id)?;
+        let (state, error) = match check_marker(f) {
+            Err(e) => ("error", Some(e.to_string())),
+            Ok(()) if f.paused => ("paused", None),
+            Ok(()) => ("idle", None),
+        };
+        folders.push(FolderStatus {
+            id: f.id.clone(),
+            label: f.label.clone(),
+            path: f.path.to_string_lossy().into_owned(),
+            state: state.to_string(),
+            error,
+            local_files,
+            local_bytes,
+            need_files: 0,
+            need_bytes: 0,
+        });
+    }
+    let devices = config
+        .devices
+        .iter()
+        .map(|d| DeviceStatus {
+            id: d.id.to_string(),
+            name: d.name.clone(),
+            connected: false,
+            address: None,
+            in_bytes_total: 0,
+            out_bytes_total: 0,
+        })
+        .collect();
+    let status = StatusJson {
+        device_id: local.to_string(),
+        name: config.device.name.clone(),
+        service_running: false,
+        folders,
+        devices,
+    };
+    if args.json {
+        return print_json(&status);
+    }
+    print_human(&status);
+    Ok(())
+}
+
+fn print_human(status: &StatusJson) {
+    println!("device  {} ({})", status.device_id, status.name);
+    if status.service_running {
+        println!("service running");
+    } else {
+        println!("service not running");
+    }
+    for f in &status.folders {
+        println!(
+            "folder  {}  {}  {} files, {}  {}",
+            pad(&f.id, 12),
+            pad(&f.state, 8),
+            f.local_files,
+            human_bytes(f.local_bytes),
+            f.path
+        );
+        if let Some(e) = &f.error {
+            println!("        {e}");
+        }
+    }
+    for d in &status.devices {
+        println!(
+            "device  {}  {}  {}",
+            &d.id[..7],
+            pad(&d.name, 16),
+            if d.connected {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! Connections between devices: listening, dialling, the TLS handshake, the Hello
+//! exchange, the trust decision, and each connection's read and write loops.
+//!
+//! Order on every new connection, whichever side dialled: TLS 1.3 (both certificates
+//! presented, signatures checked by [`danger`]), then each side sends its Hello, then the
+//! peer's ID (SHA-256 of its certificate) is looked up in the config. A device that is not
+//! trusted is recorded as pending and the connection is closed: it never receives a folder
+//! ID, a label or a file name. A trusted device's connection is registered (if both sides
+//! dialled at once, the one dialled by the device with the smaller ID survives on both
+//! sides), then receives the cluster config.
+//!
+//! Limits that keep strangers cheap: at most [`MAX_UNAUTHENTICATED`] connections may be in
+//! their handshake at once, and a handshake (TLS and Hello) that takes longer than
+//! [`HANDSHAKE_TIMEOUT`] is dropped.
+
+pub mod counted;
+pub mod danger;
+pub mod tls;
+
+use crate::identity::DeviceId;
+use crate::protocol::{FrameDecoder, Hello, Message, encode};
+use crate::service::Shared;
+use counted::{Counted, Counters};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Handshakes (TLS + Hello) that may run at once; more wait in the kernel's backlog.
+pub const MAX_UNAUTHENTICATED: usize = 32;
+/// A handshake slower than this is dropped, so idle sockets cannot pile up.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Backoff between dial attempts: the first retry within a second, then doubling.
+pub const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Messages queued for one connection's writer before senders wait.
+const OUTBOX: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake took longer than {HANDSHAKE_TIMEOUT:?}")]
+    Timeout,
+    #[error("protocol: {0}")]
+    Protocol(#[from] crate::protocol::ProtocolError),
+    #[error("the peer presented no certificate")]
+    NoCertificate,
+    #[error("the peer's first message was {0}, not Hello")]
+    NoHello(&'static str),
+    #[error("closed by peer: {0}")]
+    ClosedByPeer(String),
+    #[error("device {0} is not trusted: recorded as pending")]
+    Untrusted(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A registered, trusted connection: how the rest of the service reaches it.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    /// Unique per connection, so a closing connection unregisters only itself.
+    pub serial: u64,
+    /// True when we dialled.
+    pub outgoing: bool,
+    pub address: SocketAddr,
+    pub tx: mpsc::Sender<Message>,
+    pub cancel: CancellationToken,
+    pub counters: Arc<Counters>,
+    pub peer_name: String,
+}
+
+/// Accepts connections on one bound listener until `cancel`.
+pub async fn listen(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
+    let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.server.clone());
+    let tracker = shared.tasks.clone();
+    loop {
+        let (tcp, addr) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!(%addr, "too many handshakes in progress; dropping connection");
+            continue;
+        };
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(
+            async move {
+                let _ = tcp.set_nodelay(true);
+                let counters = Arc::new(Counters::default());
+                let stream = Counted::new(tcp, counters.clone());
+                let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                    let tls = acceptor.accept(stream).await?;
+                    let certs = tls.get_ref().1.peer_certificates();
+                    let peer = tls::peer_id(certs).ok_or(ConnError::NoCertificate)?;
+                    handshake(&shared, tls, peer, addr).await
+                })
+                .await;
+                drop(permit);
+                match hs {
+                    Err(_) => debug!("handshake timed out"),
+                    Ok(Err(e)) => debug!(error = %e, "connection refused"),
+                    Ok(Ok(h)) => run_connection(shared, h, addr, false, counters, cancel).await,
+                }
+            }
+            .instrument(info_span!("conn", %addr, dir = "in")),
+        );
+    }
+}
+
+/// Dials `addr`, expecting `device`; runs the connection until it ends.
+/// Returns true when a trusted connection was established.
+pub async fn dial(
+    shared: Arc<Shared>,
+    device: DeviceId,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<(), ConnError> {
+    let connector = tokio_rustls::TlsConnector::from(shared.tls.client.clone());
+    let counters = Arc::new(Counters::default());
+    let h = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let stream = Counted::new(tcp, counters.clone());
+        // The name is not checked (see `danger`); the device ID is.
+        let name = rustls::pki_types::ServerName::try_from("shoal")
+            .map_err(|e| ConnError::Refused(e.to_string()))?;
+        let tls = connector.connect(name, stream).await?;
+        let peer =
+            tls::peer_id(tls.get_ref().1.peer_certificates()).ok_or(ConnError::NoCertificate)?;
+        if peer != device {
+            return Err(ConnError::Refused(format!(
+                "{addr} presented device {peer}, not the expected {device}"
+            )));
+        }
+        handshake(&shared, tls, peer, addr).await
+    })
+    .await
+    .map_err(|_| ConnError::Timeout)??;
+    run_connection(shared, h, addr, true, counters, cancel).await;
+    Ok(())
+}
+
+/// A connection that passed the handshake, before registration.
+pub struct Handshaken<S> {
+    stream: S,
+    peer: DeviceId,
+    hello: Hello,
+    decoder: FrameDecoder,
+}
+
+/// Sends our Hello, reads theirs, decides trust. An untrusted peer is recorded as pending
+/// and refused here, before anything about our folders is sent.
+async fn handshake<S>(
+    shared: &Arc<Shared>,
+    mut stream: S,
+    peer: DeviceId,
+    addr: SocketAddr,
+) -> Result<Handshaken<S>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut out = Vec::new();
+    encode(&Message::Hello(Hello::ours(shared.device_name())), &mut out)?;
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let hello = loop {
+        if let Some(msg) = decoder.next_message()? {
+            match msg {
+                Message::Hello(h) => break h,
+                Message::Close { reason } => return Err(ConnError::ClosedByPeer(reason)),
+                other => return Err(ConnError::NoHello(other.kind().name())),
+            }
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(ConnError::ClosedByPeer(
+                "connection closed during Hello".into(),
+            ));
+        }
+        decoder.push(&buf[..n]);
+    };
+    if let Err(e) = hello.negotiate() {
+        return Err(ConnError::Refused(refuse(&mut stream, e.to_string()).await));
+    }
+    if !shared.is_trusted(&peer) {
+        shared.record_pending_device(&peer, &hello.device_name, addr);
+        refuse(&mut stream, "not trusted".into()).await;
+        return Err(ConnError::Untrusted(peer.to_string()));
+    }
+    if shared.is_device_paused(&peer) {
+        return Err(ConnError::Refused(
+            refuse(&mut stream, "paused".into()).await,
+        ));
+    }
+    Ok(Handshaken {
+        stream,
+        peer,
+        hello,
+        decoder,
+    })
+}
+
+/// Sends `Close { reason }` and shuts the stream; returns the reason for the log.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, reason: String) -> String {
+    let mut out = Vec::new();
+    let _ = encode(
+        &Message::Close {
+            reason: reason.clone(),
+        },
+        &mut out,
+    );
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+    reason
+}
+
+/// Runs a trusted connection: registers it, sends the cluster config, then reads and
+/// writes until either side closes, the service stops or the connection is replaced.
+async fn run_connection<S>(
+    shared: Arc<Shared>,
+    h: Handshaken<S>,
+    addr: SocketAddr,
+    outgoing: bool,
+    counters: Arc<Counters>,
+    service_cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Handshaken {
+        stream,
+        peer,
+        hello,
+        mut decoder,
+    } = h;
+    let span = info_span!("device", peer = %peer.short_str(), name = %hello.device_name);
+    async move {
+        let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX);
+        let cancel = service_cancel.child_token();
+        let handle = ConnHandle {
+            serial: shared.next_serial(),
+            outgoing,
+            address: addr,
+            tx: tx.clone(),
+            cancel: cancel.clone(),
+            counters: counters.clone(),
+            peer_name: hello.device_name.clone(),
+        };
+        let serial = handle.serial;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        if let Err(why) = shared.register(peer, handle) {
+            let mut out = Vec::new();
+            let _ = encode(
+                &Message::Close {
+                    reason: why.clone(),
+                },
+                &mut out,
+            );
+            let _ = wr.write_all(&out).await;
+            let _ = wr.shutdown().await;
+            debug!(%why, "connection not kept");
+            return;
+        }
+        info!(%addr, outgoing, "connected");
+        let _ = tx
+            .send(Message::ClusterConfig(shared.cluster_config_for(&peer)))
+            .await;
+        let writer = async {
+            let mut out = Vec::with_capacity(64 * 1024);
+            loop {
+                let msg = tokio::time::timeout(crate::protocol::PING_INTERVAL, rx.recv()).await;
+                let msg = match msg {
+                    Err(_) => Message::Ping,
+                    Ok(None) => return Ok::<_, ConnError>(()),
+                    Ok(Some(m)) => m,
+                };
+                out.clear();
+                let closing = matches!(msg, Message::Close { .. });
+                encode(&msg, &mut out)?;
+                // Batch what is already queued into one write.
+                while out.len() < 256 * 1024 {
+                    match rx.try_recv() {
+                        Ok(m) => encode(&m, &mut out)?,
+                        Err(_) => break,
+                    }
+                }
+                wr.write_all(&out).await?;
+                wr.flush().await?;
+                if closing {
+                    let _ = wr.shutdown().await;
+                    return Ok(());
+                }
+            }
+        };
+        let reader = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                while let Some(msg) = decoder.next_message()? {
+                    if let Message::Close { reason } = msg {
+                        return Err(ConnError::ClosedByPeer(reason));
+                    }
+                    shared.handle_message(&peer, msg).await;
+                }
+                let n = tokio::time::timeout(crate::protocol::IDLE_TIMEOUT, rd.read(&mut buf))
+                    .await
+                    .map_err(|_| ConnError::Refused("idle timeout".into()))??;
+                if n == 0 {
+                    return Err(ConnError::ClosedByPeer("connection closed".into()));
+                }
+                decoder.push(&buf[..n]);
+            }
+        };
+        let reason = tokio::select! {
+            _ = cancel.cancelled() => {
+                "closed by this side".to_string()
+            }
+            r = writer => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
+            r = reader => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
+        };
+        shared.unregister(&peer, serial, &reason);
+        info!(%reason, "disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Keeps one trusted device connected: dials its addresses with backoff while it is not
+/// connected, until `cancel` (the device was removed, its addresses changed, or the
+/// service stops).
+pub async fn dialer(
+    shared: Arc<Shared>,
+    device: DeviceId,
+    addresses: Vec<String>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = DIAL_BACKOFF_FIRST;
+    let mut changes = shared.connection_changes();
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        if shared.is_connected(&device) || shared.is_device_paused(&device) {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = changes.changed() => continue,
+                // Re-check now and then even without a change signal.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+            }
+        }
+        let mut connected = false;
+        for a in &addresses {
+            let resolved = match tokio::net::lookup_host(a.as_str()).await {
+                Ok(it) => it.collect::<Vec<_>>(),
+                Err(e) => {
+                    debug!(address = %a, error = %e, "cannot resolve");
+                    continue;
+                }
+            };
+            for addr in resolved {
+                let span = info_span!("conn", %addr, dir = "out");
+                let r = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = dial(shared.clone(), device, addr, cancel.clone()).instrument(span) => r,
+                };
+                match r {
+                    Ok(()) => {
+                        connected = true;
+                        break;
+                    }
+                    Err(e) => debug!(%addr, error = %e, "dial failed"),
+                }
+            }
+            if connected {
+                break;
+            }
+        }
+        if connected {
+            // The connection ran and ended: start again quickly.
+            backoff = DIAL_BACKOFF_FIRST;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        if !connected {
+            backoff = (backoff * 2).min(DIAL_BACKOFF_MAX);
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Content-defined chunking (FastCDC 2020) and BLAKE3 block hashing, streamed through a
+//! reusable buffer.
+//!
+//! Files are never memory-mapped: a file truncated while mapped would kill the process with
+//! SIGBUS. They are read into a buffer that is chunked in place; the last chunk of a
+//! buffer is carried over to the next round unless the reader is at its end. FastCDC
+//! decides a cut point from the bytes since the chunk's start alone, so the result equals
+//! chunking the whole file at once (a test holds us to that).
+
+use crate::protocol::{BlockHash, BlockInfo};
+use fastcdc::v2020::FastCDC;
+use rayon::prelude::*;
+use std::io::{self, Read};
+
+// Block sizes. The wire cost of a local edit is the blocks whose bytes changed plus the
+// ones whose boundaries moved:
+// - a 1 MiB overwrite in a 256 MiB file re-sends the overwritten range plus about one
+//   average block on each side (~2 × AVG = 64 KiB): ≈ 1.06 MiB, within the 1.2 MiB budget;
+// - a 1-byte insertion at the start changes at most the block it lands in and, when the
+//   insertion moves a cut point, the next one: ≤ 2 × MAX = 256 KiB;
+// - smaller blocks would cut those costs further but lengthen every block list (a 256 MiB
+//   file is ~8,000 blocks at 32 KiB) and the index with it.
+// FastCDC needs even sizes (it tests candidate cut points in pairs).
+/// Smallest block (except a file's last, or a file shorter than this: one block).
+pub const MIN_BLOCK: usize = 8 * 1024;
+/// The size FastCDC aims for.
+pub const AVG_BLOCK: usize = 32 * 1024;
+/// Largest block: a cut is forced here when the content offers none.
+pub const MAX_BLOCK: usize = 128 * 1024;
+
+/// Bytes read per round. Tuned on the 2-core reference machine (see `benches/chunk.rs`):
+/// small enough that the bytes just read are still in the core's 1 MiB L2 cache when
+/// FastCDC and then BLAKE3 go over them, large enough that a buffer holds ~30 blocks to
+/// hash in parallel. Must be at least 2 × MAX_BLOCK so every full buffer yields a block.
+pub const READ_BUFFER: usize = 1024 * 1024;
+
+/// Below this many blocks in a buffer, hashing them on the calling thread is cheaper than
+/// handing them to the pool.
+const PAR_MIN_BLOCKS: usize = 4;
+
+/// The blocks of a byte slice held whole in memory: the reference the streaming hasher
+/// must match, and handy for tests elsewhere.
+pub fn blocks_of(data: &[u8]) -> Vec<BlockInfo> {
+    FastCDC::new(data, MIN_BLOCK, AVG_BLOCK, MAX_BLOCK)
+        .map(|c| block(&data[c.offset..c.offset + c.length]))
+        .collect()
+}
+
+fn block(bytes: &[u8]) -> BlockInfo {
+    BlockInfo {
+        hash: BlockHash::of(bytes),
+        // A block is at most MAX_BLOCK long, which fits in u32.
+        size: bytes.len() as u32,
+    }
+}
+
+/// Why hashing a stream stopped early.
+#[derive(Debug)]
+pub enum HashError {
+    Io(io::Error),
+    /// `should_stop` returned true.
+    Stopped,
+}
+
+/// A reusable read buffer: one per hashing worker, so memory stays bounded by the number
+/// of workers, never by file sizes.
+pub struct BlockHasher {
+    buf: Vec<u8>,
+    /// `(offset, length)` of the chunks of the current buffer; kept to reuse its allocation.
+    cuts: Vec<(usize, usize)>,
+}
+
+impl Default for BlockHasher {
+    fn default() -> Self {
+        Self::with_buffer(READ_BUFFER)
+    }
+}
+
+impl BlockHasher {
+    /// A hasher reading `size` bytes per round (at least 2 × MAX_BLOCK).
+    pub fn with_buffer(size: usize) -> Self {
+        let size = size.max(2 * MAX_BLOCK);
+        Self {
+            buf: vec![0; size],
+            cuts: Vec::new(),
+        }
+    }
+
+    /// Reads `reader` to its end and returns its blocks and its length. `on_bytes` is told
+    /// how many bytes each round hashed; `should_stop` is asked between rounds.
+    pub fn hash_reader(
+        &mut self,
+        mut reader: impl Read,
+        on_bytes: &mut dyn FnMut(u64),
+        should_stop: &dyn Fn() -> bool,
+    ) -> Result<(Vec<BlockInfo>, u64), HashError> {
+        let mut blocks = Vec::new();
+        let mut total = 0u64;
+        // Bytes at the front of `buf` carried over from the previous round.
+        let mut filled = 0usize;
+        let mut eof = false;
+        loop {
+            if should_stop() {
+                return Err(HashError::Stopped);
+            }
+            while filled < self.buf.len() && !eof {
+                match reader.read(&mut self.buf[filled..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(HashError::Io(e)),
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            let data = &self.buf[..filled];
+            self.cuts.clear();
+            self.cuts.extend(
+                FastCDC::new(data, MIN_BLOCK, AVG_BLOCK, MAX_BLOCK).map(|c| (c.offset, c.length)),
+            );
+            // The last chunk of a buffer may be cut short by the buffer's end, not by the
+            // content: keep it for the next round unless the stream has ended. A full
+            // buffer is at least 2 × MAX_BLOCK long, so at least one chunk is complete.
+            let keep = if eof {
+                self.cuts.len()
+            } else {
+                self.cuts.len() - 1
+            };
+            let cuts = &self.cuts[..keep];
+            if cuts.len() < PAR_MIN_BLOCKS {
+                blocks.extend(cuts.iter().map(|&(o, l)| block(&data[o..o + l])));
+            } else {
+                let start = blocks.len();
+                blocks.resize(
+                    start + cuts.len(),
+                    BlockInfo {
+                        hash: BlockHash([0; 32]),
+                        size: 0,
+                    },
+                );
+                blocks[start..]
+                    .par_iter_mut()
+                    .zip(cuts.par_iter())
+                    .for_each(|(b, &(o, l))| *b = block(&data[o..o + l]));
+            }
+            let consumed = cuts.last().map_or(0, |&(o, l)| o + l);
+            total += consumed as u64;
+            on_bytes(consumed as u64);
+            self.buf.copy_within(consumed..filled, 0);
+            filled -= consumed;
+            if eof && filled == 0 {
+                break;
+            }
+        }
+        Ok((blocks, total))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    /// Deterministic pseudo-random bytes (SplitMix64): incompressible test data without a
+    /// dependency.
+    pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            out.extend_from_slice(&z.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Hands out at most `step` bytes per read, to exercise short reads.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn stream(data: &[u8], buffer: usize, step: usize) -> (Vec<BlockInfo>, u64) {
+        let mut h = BlockHasher::with_buffer(buffer);
+        let mut reported = 0;
+        let out = h
+            .hash_reader(Trickle { data, step }, &mut |n| reported += n, &|| false)
+            .expect("reading from memory cannot fail");
+        assert_eq!(
+            reported,
+            data.len() as u64,
+            "progress adds up to the length"
+        );
+        out
+    }
+
+    /// Bytes of `new` that sit in blocks `old` does not have: what a peer holding `old`
+    /// must fetch.
+    fn changed_bytes(old: &[BlockInfo], new: &[BlockInfo]) -> (usize, u64) {
+        let known: HashSet<BlockHash> = old.iter().map(|b| b.hash).collect();
+        let fresh: Vec<_> = new.iter().filter(|b| !known.contains(&b.hash)).collect();
+        (fresh.len(), fresh.iter().map(|b| u64::from(b.size)).sum())
+    }
+
+    #[test]
+    fn sizes_are_within_bounds_and_cover_the_data() {
+        let data = random_bytes(4 << 20, 1);
+        let blocks = blocks_of(&data);
+        let total: u64 = blocks.iter().map(|b| u64::from(b.size)).sum();
+        assert_eq!(total, data.len() as u64);
+        for b in &blocks[..blocks.len() - 1] {
+            assert!((MIN_BLOCK..=MAX_BLOCK).contains(&(b.size as usize)));
+        }
+        let avg = data.len() / blocks.len();
+        assert!(
+            (AVG_BLOCK / 2..=AVG_BLOCK * 2).contains(&avg),
+            "average block {avg}"
+        );
+    }
+
+    #[test]
+    fn small_and_empty_inputs() {
+        assert!(blocks_of(&[]).is_empty());
+        let small = random_bytes(MIN_BLOCK - 1, 2);
+        assert_eq!(blocks_of(&small).len(), 1);
+        assert_eq!(blocks_of(&small)[0].hash, BlockHash::of(&small));
+        assert_eq!(stream(&[], 2 * MAX_BLOCK, 1000), (vec![], 0));
+        // Zeros never offer a cut point: blocks are forced at MAX_BLOCK.
+        let zeros = vec![0u8; 3 * MAX_BLOCK + 5];
+        let sizes: Vec<u32> = blocks_of(&zeros).iter().map(|b| b.size).collect();
+        let max = MAX_BLOCK as u32;
+        assert_eq!(sizes, vec![max, max, max, 5]);
+        assert_eq!(stream(&zeros, 2 * MAX_BLOCK, 7777).0, blocks_of(&zeros));
+    }
+
+    #[test]
+    fn one_byte_insertion_near_the_start_changes_at_most_two_blocks() {
+        let old = random_bytes(4 << 20, 3);
+        let mut new = old.clone();
+        new.insert(1000, 0x5a);
+        let (a, b) = (blocks_of(&old), blocks_of(&new));
+        let (count, bytes) = changed_bytes(&a, &b);
+        assert!(count <= 2, "{count} blocks changed");
+        assert!(bytes <= 2 * MAX_BLOCK as u64, "{bytes} bytes changed");
+        // Everything after the changed blocks is the same list.
+        assert_eq!(a[a.len() - (b.len() - count)..], b[count..]);
+    }
+
+    #[test]
+    fn one_mib_overwrite_in_the_middle_costs_little_more_than_one_mib() {
+        let old = random_bytes(16 << 20, 4);
+        let mut new = old.clone();
+        let patch = random_bytes(1 << 20, 5);
+        let at = 8 << 20;
+        new[at..at + patch.len()].copy_from_slice(&patch);
+        let (_, bytes) = changed_bytes(&blocks_of(&old), &blocks_of(&new));
+        assert!(bytes >= 1 << 20);
+        assert!(bytes <= (1 << 20) + (256 << 10), "{bytes} bytes changed");
+    }
+
+    #[test]
+    fn streaming_equals_whole_slice_on_large_random_data() {
+        let data = random_bytes(24 << 20, 6);
+        let (blocks, total) = stream(&data, READ_BUFFER, usize::MAX);
+        assert_eq!(total, data.len() as u64);
+        assert_eq!(blocks, blocks_of(&data));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        // Sizes around multiples of the smallest buffer, and reads of every length, so
+        // carried-over tails meet buffer ends at every phase.
+        #[test]
+        fn streaming_equals_whole_slice(
+            rounds in 0usize..5,
+            delta in -70_000i64..70_000,
+            step in prop_oneof![Just(usize::MAX), 1usize..200_000],
+            seed in any::<u64>(),
+            low_entropy in any::<bool>(),
+        ) {
+            let buffer = 2 * MAX_BLOCK;
+            let len = (rounds as i64 * buffer as i64 + delta).max(0) as usize;
+            let mut data = random_bytes(len, seed);
+            if low_entropy {
+                // Long runs without cut points force MAX_BLOCK cuts across buffer ends.
+                for (i, b) in data.iter_mut().enumerate() {
+                    if (i / 100_000) % 2 == 0 { *b = 0; }
+                }
+            }
+            let (blocks, total) = stream(&data, buffer, step);
+            prop_assert_eq!(total, data.len() as u64);
+            prop_assert_eq!(blocks, blocks_of(&data));
+        }
+    }
+}

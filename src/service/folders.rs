@@ -1,0 +1,331 @@
+//! Folder tasks: each folder is scanned at start, every `rescan_interval_secs`, and on
+//! request; its state (`idle`, `scanning`, `syncing`, `error`, `paused`) is what status
+//! and the event stream show.
+
+use super::api::Event;
+use super::{Shared, lock};
+use crate::config::FolderConfig;
+use crate::indexer::{check_marker, index_folder};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+type ScanReply = oneshot::Sender<Result<(), String>>;
+
+/// The running folder tasks, by folder ID.
+#[derive(Default)]
+pub struct FolderControl {
+    tasks: Mutex<HashMap<String, FolderTask>>,
+}
+
+struct FolderTask {
+    config: FolderConfig,
+    rescan: mpsc::Sender<ScanReply>,
+    cancel: CancellationToken,
+}
+
+/// Starts the task that keeps one folder task per configured folder.
+pub fn start(shared: &Arc<Shared>) {
+    let s = shared.clone();
+    shared.tasks.spawn(async move {
+        let mut gen_rx = s.config_gen.subscribe();
+        loop {
+            reconcile(&s);
+            tokio::select! {
+                _ = s.cancel.cancelled() => return,
+                r = gen_rx.changed() => if r.is_err() { return },
+            }
+        }
+    });
+}
+
+fn reconcile(shared: &Arc<Shared>) {
+    let config = shared.config();
+    let mut tasks = lock(&shared.folder_ctl.tasks);
+    tasks.retain(|id, t| {
+        let keep = config.folder(id) == Some(&t.config);
+        if !keep {
+            t.cancel.cancel();
+        }
+        keep
+    });
+    lock(&shared.folders).retain(|id, _| config.folder(id).is_some());
+    for f in &config.folders {
+        if tasks.contains_key(&f.id) {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let cancel = shared.cancel.child_token();
+        let span = info_span!("folder", id = %f.id);
+        shared
+            .tasks
+            .spawn(run_folder(shared.clone(), f.clone(), rx, cancel.clone()).instrument(span));
+        tasks.insert(
+            f.id.clone(),
+            FolderTask {
+                config: f.clone(),
+                rescan: tx,
+                cancel,
+            },
+        );
+    }
+}
+
+fn set_state(shared: &Shared, folder: &str, state: &str, error: Option<String>) {
+    let mut map = lock(&shared.folders);
+    let e = map.entry(folder.to_string()).or_default();
+    if e.state == state && e.error == error {
+        return;
+    }
+    e.state = state.to_string();
+    e.error = error.clone();
+    drop(map);
+    shared.emit(Event::FolderState {
+        folder: folder.to_string(),
+        state: state.to_string(),
+        error,
+    });
+}
+
+async fn run_folder(
+    shared: Arc<Shared>,
+    folder: FolderConfig,
+    mut requests: mpsc::Receiver<ScanReply>,
+    cancel: CancellationToken,
+) {
+    if folder.paused {
+        set_state(&shared, &folder.id, "paused", None);
+    }
+    let interval = Duration::from_secs(folder.rescan_interval_secs.max(10));
+    let mut first = true;
+    loop {
+        let reply = if first {
+            first = false;
+            None
+        } else {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = requests.recv() => match r { Some(r) => Some(r), None => return },
+                _ = tokio::time::sleep(interval) => None,
+            }
+        };
+        if folder.paused {
+            if let Some(r) = reply {
+                let _ = r.send(Err(format!("folder \"{}\" is paused", folder.id)));
+            }
+            continue;
+        }
+        let result = scan_once(&shared, &folder, &cancel).await;
+        if let Some(r) = reply {
+            let _ = r.send(result);
+        }
+    }
+}
+
+async fn scan_once(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    if let Err(e) = check_marker(folder) {
+        let msg = e.to_string();
+        warn!(error = %msg, "folder stopped");
+        set_state(shared, &folder.id, "error", Some(msg.clone()));
+        return Err(msg);
+    }
+    set_state(shared, &folder.id, "scanning", None);
+    let s = shared.clone();
+    let f = folder.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        let progress = |p: &crate::scan::Progress| {
+            s.emit(Event::ScanProgress {
+                folder: f.id.clone(),
+                files: p.files_seen,
+                bytes_done: p.bytes_hashed,
+                bytes_total: p.bytes_to_hash,
+            });
+        };
+        index_folder(&s.db, &f, None, &progress)
+    });
+    let result = tokio::select! {
+        // A scan in progress finishes its current batch on its own thread; we stop waiting.
+        _ = cancel.cancelled() => return Err("service stopping".into()),
+        r = scan => r,
+    };
+    match result {
+        Ok(Ok(summary)) => {
+            if summary.changed + summary.deleted > 0 {
+                info!(
+                    changed = summary.changed,
+                    deleted = summary.deleted,
+                    errors = summary.errors.len(),
+                    "scanned"
+                );
+            }
+            let err = (!summary.errors.is_empty()).then(|| {
+                format!(
+                    "{} entries skipped: {}",
+                    summary.errors.len(),
+                    summary
+                        .errors
+                        .iter()
+                        .take(5)
+                        .map(|e| format!("{}: {}", e.path, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            });
+            // Skipped entries are reported, but the folder itself is healthy.
+            lock(&shared.folders)
+                .entry(folder.id.clone())
+                .or_default()
+                .error = None;
+            set_state(shared, &folder.id, "idle", None);
+            if let Some(e) = err {
+                shared.emit(Event::Log {
+                    level: "warn".into(),
+                    message: format!("folder {}: {e}", folder.id),
+                });
+            }
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            set_state(shared, &folder.id, "error", Some(msg.clone()));
+            Err(msg)
+        }
+        Err(e) => {
+            let msg = format!("scan task failed: {e}");
+            set_state(shared, &folder.id, "error", Some(msg.clone()));
+            Err(msg)
+        }
+    }
+}
+
+/// Scans one folder, or all, through their tasks; answers when done.
+pub async fn rescan(
+    shared: &Arc<Shared>,
+    folder: Option<String>,
+) -> Result<serde_json::Value, String> {
+    let config = shared.config();
+    let ids: Vec<String> = match folder {
+        Some(id) => {
+            config.require_folder(&id).map_err(|e| e.to_string())?;
+            vec![id]
+        }
+        None => config.folders.iter().map(|f| f.id.clone()).collect(),
+    };
+    let mut waits = Vec::new();
+    for id in &ids {
+        // The task may be restarting after a config change: give it a moment to appear.
+        let mut sender = None;
+        for _ in 0..50 {
+            if let Some(t) = lock(&shared.folder_ctl.tasks).get(id) {
+                sender = Some(t.rescan.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let Some(tx) = sender else {
+            return Err(format!("folder \"{id}\" is not running"));
+        };
+        let (rtx, rrx) = oneshot::channel();
+        tx.send(rtx)
+            .await
+            .map_err(|_| format!("folder \"{id}\" stopped"))?;
+        waits.push(rrx);
+    }
+    let mut errors = Vec::new();
+    for w in waits {
+        match w.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e),
+            Err(_) => errors.push("folder task stopped".into()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(json!(ids))
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// `status --json` as the running service sees it.
+pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
+    let config = shared.config();
+    let reader = shared.db.reader().ok();
+    let states = lock(&shared.folders).clone();
+    let folders: Vec<_> = config
+        .folders
+        .iter()
+        .map(|f| {
+            let (files, bytes) = reader
+                .as_ref()
+                .and_then(|r| r.local_counts(&f.id).ok())
+                .unwrap_or((0, 0));
+            let rt = states.get(&f.id).cloned().unwrap_or_default();
+            let (state, error) = if f.paused {
+                ("paused".to_string(), None)
+            } else if rt.state.is_empty() {
+                match check_marker(f) {
+                    Ok(()) => ("idle".to_string(), None),
+                    Err(e) => ("error".to_string(), Some(e.to_string())),
+                }
+            } else {
+                (rt.state, rt.error)
+            };
+            json!({
+                "id": f.id, "label": f.label, "path": f.path, "mode": f.mode.as_str(),
+                "state": state, "error": error,
+                "local_files": files, "local_bytes": bytes,
+                "need_files": 0, "need_bytes": 0,
+            })
+        })
+        .collect();
+    let devices: Vec<_> = config
+        .devices
+        .iter()
+        .map(|d| {
+            let (connected, address, rin, rout) = shared.device_traffic(&d.id);
+            json!({
+                "id": d.id.to_string(), "name": d.name, "connected": connected,
+                "address": address, "in_bytes_total": rin, "out_bytes_total": rout,
+                "paused": d.paused,
+            })
+        })
+        .collect();
+    let listening: Vec<String> = lock(&shared.listening)
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    json!({
+        "device_id": shared.local.to_string(),
+        "name": config.device.name,
+        "service_running": true,
+        "uptime_secs": shared.started.elapsed().as_secs(),
+        "listen_addresses": listening,
+        "folders": folders,
+        "devices": devices,
+    })
+}
+
+/// `device ls --json` as the running service sees it.
+pub fn devices_json(shared: &Arc<Shared>) -> serde_json::Value {
+    let config = shared.config();
+    let list: Vec<_> = config
+        .devices
+        .iter()
+        .map(|d| {
+            let (connected, _, _, _) = shared.device_traffic(&d.id);
+            json!({
+                "id": d.id.to_string(), "name": d.name, "addresses": d.addresses,
+                "connected": connected, "paused": d.paused,
+            })
+        })
+        .collect();
+    json!(list)
+}

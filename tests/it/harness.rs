@@ -1,0 +1,123 @@
+//! Running the real binary: a temp home per device, output captured.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// One device: a temp directory holding its home and room for its folders.
+pub struct Device {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a command did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Asserts a failure with exit code 1 whose first stderr line is `error: …` containing
+    /// `needle`, and no panic text anywhere.
+    #[track_caller]
+    pub fn fails_with(&self, needle: &str) {
+        assert_eq!(
+            self.code, 1,
+            "expected exit 1\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        let first = self.stderr.lines().next().unwrap_or("");
+        assert!(first.starts_with("error: "), "first stderr line: {first:?}");
+        assert!(
+            first.contains(needle),
+            "error line {first:?} does not contain {needle:?}"
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        assert!(!self.stderr.contains("internal error"), "{}", self.stderr);
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok())
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Device {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A device with an initialised home listening on loopback.
+    pub fn init() -> Self {
+        let d = Self::new();
+        d.run(&["init", "--name", "test", "--listen", "127.0.0.1:0"])
+            .ok();
+        d
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs `shoal --home HOME args…`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--home").arg(self.home()).args(args);
+        cmd.env_remove("SHOAL_HOME").env_remove("SHOAL_LOG");
+        Run::from(cmd.output().expect("run shoal"))
+    }
+
+    pub fn id(&self) -> String {
+        self.run(&["id"]).ok().trim().to_string()
+    }
+
+    /// Adds a folder at `rel` and returns its ID.
+    pub fn add_folder(&self, rel: &str, extra: &[&str]) -> String {
+        let path = self.path(rel);
+        let mut args = vec!["folder", "add", path.to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        self.run(&args).ok().trim().to_string()
+    }
+}
+
+/// Runs the binary with no home flag and the given environment.
+pub fn run_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("SHOAL_HOME");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run::from(cmd.output().expect("run shoal"))
+}
+
+/// A fresh, valid-looking device ID that belongs to nobody here.
+pub fn stranger_id() -> String {
+    // The ID of one of Syncthing's real test certificates.
+    "IICARZI-OR523G3-TAED5QZ-3A2LATC-DNYMGGA-FTBM734-PTTWSGI-3H3A4QG".to_string()
+}

@@ -1,0 +1,5 @@
+//! The one integration-test binary: the real `shoal` binary on temp homes.
+
+mod cli;
+mod harness;
+mod scan;
