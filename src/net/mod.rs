@@ -175,35 +175,34 @@ async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let trusted = shared.is_trusted(&peer);
+    if !trusted {
+        // Recorded at once: a stranger that never sends a Hello is still listed.
+        shared.record_pending_device(&peer, "", addr);
+    }
     let mut out = Vec::new();
     encode(&Message::Hello(Hello::ours(shared.device_name())), &mut out)?;
     stream.write_all(&out).await?;
     stream.flush().await?;
-    let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let hello = loop {
-        if let Some(msg) = decoder.next_message()? {
-            match msg {
-                Message::Hello(h) => break h,
-                Message::Close { reason } => return Err(ConnError::ClosedByPeer(reason)),
-                other => return Err(ConnError::NoHello(other.kind().name())),
-            }
+    let hello = match read_hello(&mut stream).await {
+        Ok(h) => h,
+        Err(e) if !trusted => {
+            refuse(&mut stream, "not trusted".into()).await;
+            debug!(error = %e, "stranger sent no Hello");
+            return Err(ConnError::Untrusted(peer.to_string()));
         }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Err(ConnError::ClosedByPeer(
-                "connection closed during Hello".into(),
-            ));
-        }
-        decoder.push(&buf[..n]);
+        Err(e) => return Err(e),
     };
-    if let Err(e) = hello.negotiate() {
-        return Err(ConnError::Refused(refuse(&mut stream, e.to_string()).await));
-    }
-    if !shared.is_trusted(&peer) {
-        shared.record_pending_device(&peer, &hello.device_name, addr);
+    if !trusted {
+        if !hello.1.device_name.is_empty() {
+            shared.record_pending_device(&peer, &hello.1.device_name, addr);
+        }
         refuse(&mut stream, "not trusted".into()).await;
         return Err(ConnError::Untrusted(peer.to_string()));
+    }
+    let (decoder, hello) = hello;
+    if let Err(e) = hello.negotiate() {
+        return Err(ConnError::Refused(refuse(&mut stream, e.to_string()).await));
     }
     if shared.is_device_paused(&peer) {
         return Err(ConnError::Refused(
@@ -216,6 +215,30 @@ where
         hello,
         decoder,
     })
+}
+
+/// Reads frames until the peer's Hello; returns the decoder (it may hold more frames).
+async fn read_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(FrameDecoder, Hello), ConnError> {
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if let Some(msg) = decoder.next_message()? {
+            return match msg {
+                Message::Hello(h) => Ok((decoder, h)),
+                Message::Close { reason } => Err(ConnError::ClosedByPeer(reason)),
+                other => Err(ConnError::NoHello(other.kind().name())),
+            };
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(ConnError::ClosedByPeer(
+                "connection closed during Hello".into(),
+            ));
+        }
+        decoder.push(&buf[..n]);
+    }
 }
 
 /// Sends `Close { reason }` and shuts the stream; returns the reason for the log.

@@ -121,3 +121,120 @@ pub fn stranger_id() -> String {
     // The ID of one of Syncthing's real test certificates.
     "IICARZI-OR523G3-TAED5QZ-3A2LATC-DNYMGGA-FTBM734-PTTWSGI-3H3A4QG".to_string()
 }
+
+/// A running `shoal serve`, ended by its PID when dropped.
+pub struct Service {
+    pub child: std::process::Child,
+    pub stderr_path: PathBuf,
+}
+
+impl Service {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal to this process (by PID).
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid()) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Device {
+    /// Starts `shoal serve` and waits until its control socket answers.
+    pub fn serve(&self) -> Service {
+        let stderr_path = self.dir.path().join(format!(
+            "serve-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let child = Command::new(BIN)
+            .arg("--home")
+            .arg(self.home())
+            .arg("serve")
+            .arg("-vv")
+            .env_remove("SHOAL_HOME")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).expect("log file"))
+            .spawn()
+            .expect("spawn serve");
+        let mut s = Service { child, stderr_path };
+        let ok = wait_until(std::time::Duration::from_secs(20), || {
+            if let Ok(Some(_)) = s.child.try_wait() {
+                return true;
+            }
+            let r = self.run(&["status", "--json"]);
+            r.code == 0 && r.stdout.contains("\"service_running\": true")
+        });
+        if let Ok(Some(status)) = s.child.try_wait() {
+            panic!("serve exited early ({status}): {}", s.log());
+        }
+        assert!(ok, "service did not start: {}", s.log());
+        s
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        self.run(&["status", "--json"]).json()
+    }
+
+    /// The address the running service listens on.
+    pub fn listen_addr(&self) -> String {
+        self.status()["listen_addresses"][0]
+            .as_str()
+            .expect("listen address")
+            .to_string()
+    }
+
+    /// Whether the running service has `peer` connected.
+    pub fn connected_to(&self, peer: &str) -> bool {
+        let v = self.run(&["status", "--json"]);
+        if v.code != 0 {
+            return false;
+        }
+        v.json()["devices"]
+            .as_array()
+            .map(|a| a.iter().any(|d| d["id"] == peer && d["connected"] == true))
+            .unwrap_or(false)
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

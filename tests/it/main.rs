@@ -3,3 +3,4 @@
 mod cli;
 mod harness;
 mod scan;
+mod serve;
