@@ -65,15 +65,15 @@ pub fn index_folder(
     let mut sink = |batch: Vec<scan::LocalChange>| -> Result<(), IndexError> {
         // A disk unmounted during the scan makes every file after it look deleted: before
         // any deletion is recorded, the marker must still be there.
-        if batch.iter().any(|c| c.info.deleted) {
-            if let Err(e) = check_marker(folder) {
-                let msg = e.to_string();
-                marker_lost = Some(e);
-                return Err(IndexError::Scan {
-                    id: folder.id.clone(),
-                    source: scan::ScanFailure::Aborted(msg),
-                });
-            }
+        if batch.iter().any(|c| c.info.deleted)
+            && let Err(e) = check_marker(folder)
+        {
+            let msg = e.to_string();
+            marker_lost = Some(e);
+            return Err(IndexError::Scan {
+                id: folder.id.clone(),
+                source: scan::ScanFailure::Aborted(msg),
+            });
         }
         db.update_local(&folder.id, batch)?;
         Ok(())

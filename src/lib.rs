@@ -12,6 +12,7 @@
 //! - `scan`: walking, ignore rules, chunking and hashing on a bounded pool.
 //! - `indexer`: runs a scan of one folder into the index (marker check, batching).
 //! - `net`: TLS (the dangerous verifier in `net::danger`), connections, dialers.
+//! - `sync`: index exchange, the puller, answering block requests, watching.
 //! - `service`: boots and supervises everything; events; the control API.
 //! - `cli`: the command line; talks to the config and index directly, or to the service.
 
@@ -24,3 +25,4 @@ pub mod net;
 pub mod protocol;
 pub mod scan;
 pub mod service;
+pub mod sync;

@@ -519,6 +519,24 @@ impl Reader {
 
     /// Calls `f` for every local entry of a folder in name order, one at a time. An error
     /// from `f` stops the walk and is returned.
+    /// Calls `f` for every entry of a peer's index of a folder, in name order.
+    pub fn for_each_remote<E: From<DbError>>(
+        &self,
+        folder: &str,
+        device: DeviceId,
+        f: impl FnMut(FileInfo) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut f = f;
+        let walk = store::for_each_remote::<Wrapped<E>>(&self.conn, folder, device, move |info| {
+            f(info).map_err(Wrapped::Caller)
+        });
+        match walk {
+            Ok(()) => Ok(()),
+            Err(Wrapped::Caller(e)) => Err(e),
+            Err(Wrapped::Db(e)) => Err(E::from(e.at(&self.path))),
+        }
+    }
+
     pub fn for_each_local<E: From<DbError>>(
         &self,
         folder: &str,

@@ -1111,21 +1111,45 @@ pub fn scan_state(conn: &Connection, folder: &str) -> Result<HashMap<String, Sca
 pub fn for_each_local<E: From<DbError>>(
     conn: &Connection,
     folder: &str,
+    f: impl FnMut(FileInfo) -> Result<(), E>,
+) -> Result<(), E> {
+    for_each_of(conn, folder, Some(0), f)
+}
+
+/// Every entry a peer's index holds of a folder, in name order (none when unknown).
+pub fn for_each_remote<E: From<DbError>>(
+    conn: &Connection,
+    folder: &str,
+    device: DeviceId,
+    f: impl FnMut(FileInfo) -> Result<(), E>,
+) -> Result<(), E> {
+    let dev = device_idx(conn, device)?;
+    if dev.is_none() {
+        return Ok(());
+    }
+    for_each_of(conn, folder, dev, f)
+}
+
+fn for_each_of<E: From<DbError>>(
+    conn: &Connection,
+    folder: &str,
+    device: Option<i64>,
     mut f: impl FnMut(FileInfo) -> Result<(), E>,
 ) -> Result<(), E> {
     let Some(folder) = folder_idx(conn, folder)? else {
         return Ok(());
     };
+    let device = device.unwrap_or(0);
     // CROSS JOIN keeps names as the outer loop: walking the names' unique index gives the
     // order for free, where scanning files would need a sort of the whole folder.
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM names n CROSS JOIN files f \
-             ON f.folder = ?1 AND f.device = 0 AND f.name = n.idx \
+             ON f.folder = ?1 AND f.device = ?2 AND f.name = n.idx \
              LEFT JOIN blocklists bl ON bl.idx = f.blocklist ORDER BY n.name"
         ))
         .map_err(DbError::from)?;
-    let mut rows = stmt.query([folder]).map_err(DbError::from)?;
+    let mut rows = stmt.query([folder, device]).map_err(DbError::from)?;
     let mut devices = Devices::new(conn);
     while let Some(row) = rows.next().map_err(DbError::from)? {
         f(decode(row, &mut devices)?)?;

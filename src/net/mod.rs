@@ -61,7 +61,7 @@ pub enum ConnError {
 }
 
 /// A registered, trusted connection: how the rest of the service reaches it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConnHandle {
     /// Unique per connection, so a closing connection unregisters only itself.
     pub serial: u64,
@@ -72,7 +72,15 @@ pub struct ConnHandle {
     pub cancel: CancellationToken,
     pub counters: Arc<Counters>,
     pub peer_name: String,
+    /// Requests in flight and index senders of this connection.
+    pub sync: Arc<crate::sync::ConnSync>,
+    /// Bytes of index messages received and not yet processed: bounded so a peer cannot
+    /// queue without end.
+    pub index_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Index bytes a connection may have queued before it is closed.
+const MAX_QUEUED_INDEX_BYTES: usize = 256 << 20;
 
 /// Accepts connections on one bound listener until `cancel`.
 pub async fn listen(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
@@ -285,8 +293,11 @@ async fn run_connection<S>(
             cancel: cancel.clone(),
             counters: counters.clone(),
             peer_name: hello.device_name.clone(),
+            sync: Arc::new(crate::sync::ConnSync::default()),
+            index_bytes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         };
         let serial = handle.serial;
+        let conn = handle.clone();
         let (mut rd, mut wr) = tokio::io::split(stream);
         if let Err(why) = shared.register(peer, handle) {
             let mut out = Vec::new();
@@ -305,6 +316,11 @@ async fn run_connection<S>(
         let _ = tx
             .send(Message::ClusterConfig(shared.cluster_config_for(&peer)))
             .await;
+        let (index_tx, index_rx) = mpsc::unbounded_channel();
+        shared.tasks.spawn(
+            crate::sync::index::receive(shared.clone(), peer, conn.clone(), index_rx)
+                .in_current_span(),
+        );
         let writer = async {
             let mut out = Vec::with_capacity(64 * 1024);
             loop {
@@ -336,10 +352,44 @@ async fn run_connection<S>(
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 while let Some(msg) = decoder.next_message()? {
-                    if let Message::Close { reason } = msg {
-                        return Err(ConnError::ClosedByPeer(reason));
+                    match msg {
+                        Message::Close { reason } => return Err(ConnError::ClosedByPeer(reason)),
+                        Message::Index(i) => {
+                            let n: usize = i.files.iter().map(|f| f.encoded_len()).sum();
+                            let queued = conn
+                                .index_bytes
+                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            if queued + n > MAX_QUEUED_INDEX_BYTES {
+                                return Err(ConnError::Refused(
+                                    "peer sends its index faster than it can be stored".into(),
+                                ));
+                            }
+                            let _ = index_tx.send(i);
+                        }
+                        Message::Response(r) => {
+                            if !conn.sync.complete_block(r) {
+                                return Err(ConnError::Refused("response to no request".into()));
+                            }
+                        }
+                        Message::BlockList(b) => {
+                            if !conn.sync.list_part(b) {
+                                return Err(ConnError::Refused("block list to no request".into()));
+                            }
+                        }
+                        Message::Request(r) => {
+                            crate::sync::serve::answer_block(&shared, peer, r, tx.clone())
+                        }
+                        Message::BlockListRequest(r) => {
+                            crate::sync::serve::answer_list(&shared, peer, r, tx.clone())
+                        }
+                        Message::ClusterConfig(cc) => {
+                            shared.handle_cluster_config(&peer, &conn, cc)
+                        }
+                        Message::Ping => {}
+                        Message::Hello(_) => {
+                            return Err(ConnError::Refused("a second Hello".into()));
+                        }
                     }
-                    shared.handle_message(&peer, msg).await;
                 }
                 let n = tokio::time::timeout(crate::protocol::IDLE_TIMEOUT, rd.read(&mut buf))
                     .await
@@ -357,6 +407,7 @@ async fn run_connection<S>(
             r = writer => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
             r = reader => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
         };
+        conn.sync.fail_all();
         shared.unregister(&peer, serial, &reason);
         info!(%reason, "disconnected");
     }

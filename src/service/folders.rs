@@ -25,7 +25,23 @@ pub struct FolderControl {
 struct FolderTask {
     config: FolderConfig,
     rescan: mpsc::Sender<ScanReply>,
+    pull: mpsc::UnboundedSender<Vec<String>>,
     cancel: CancellationToken,
+}
+
+impl FolderControl {
+    pub fn queue_pull(&self, folder: &str, names: Vec<String>) {
+        if let Some(t) = lock(&self.tasks).get(folder) {
+            let _ = t.pull.send(names);
+        }
+    }
+
+    pub fn queue_rescan(&self, folder: &str) {
+        if let Some(t) = lock(&self.tasks).get(folder) {
+            let (tx, _) = oneshot::channel();
+            let _ = t.rescan.try_send(tx);
+        }
+    }
 }
 
 /// Starts the task that keeps one folder task per configured folder.
@@ -59,16 +75,18 @@ fn reconcile(shared: &Arc<Shared>) {
             continue;
         }
         let (tx, rx) = mpsc::channel(16);
+        let (ptx, prx) = mpsc::unbounded_channel();
         let cancel = shared.cancel.child_token();
         let span = info_span!("folder", id = %f.id);
         shared
             .tasks
-            .spawn(run_folder(shared.clone(), f.clone(), rx, cancel.clone()).instrument(span));
+            .spawn(run_folder(shared.clone(), f.clone(), rx, prx, cancel.clone()).instrument(span));
         tasks.insert(
             f.id.clone(),
             FolderTask {
                 config: f.clone(),
                 rescan: tx,
+                pull: ptx,
                 cancel,
             },
         );
@@ -91,44 +109,173 @@ fn set_state(shared: &Shared, folder: &str, state: &str, error: Option<String>) 
     });
 }
 
+/// How long the watcher waits for a burst of changes to settle before scanning: short,
+/// so a single saved file propagates in well under the 150 ms target.
+const WATCH_SETTLE: Duration = Duration::from_millis(20);
+/// A burst that keeps going is still scanned at least this often.
+const WATCH_MAX_DELAY: Duration = Duration::from_millis(200);
+
 async fn run_folder(
     shared: Arc<Shared>,
     folder: FolderConfig,
     mut requests: mpsc::Receiver<ScanReply>,
+    mut pulls: mpsc::UnboundedReceiver<Vec<String>>,
     cancel: CancellationToken,
 ) {
     if folder.paused {
         set_state(&shared, &folder.id, "paused", None);
+        cancel.cancelled().await;
+        return;
     }
+    let db = shared.db.clone();
+    let fid = folder.id.clone();
+    let _ = tokio::task::spawn_blocking(move || db.add_folder(&fid)).await;
     let interval = Duration::from_secs(folder.rescan_interval_secs.max(10));
-    let mut first = true;
+    // A folder is scanned once before anything is pulled into it.
+    let _ = scan_once(&shared, &folder, None, &cancel).await;
+    let (_watch, mut events) = match crate::sync::watch::watch(&folder.path) {
+        Ok((w, rx)) => (Some(w), rx),
+        Err(e) => {
+            warn!(error = %e, "not watching");
+            shared.emit(Event::Log {
+                level: "warn".into(),
+                message: format!("folder {}: {e}", folder.id),
+            });
+            if matches!(e, crate::sync::watch::WatchError::Limit) {
+                set_state(&shared, &folder.id, "error", Some(e.to_string()));
+            }
+            (None, mpsc::unbounded_channel().1)
+        }
+    };
+    let mut changed: std::collections::BTreeSet<String> = Default::default();
+    let mut first_change: Option<tokio::time::Instant> = None;
+    let mut pending_pull: std::collections::BTreeSet<String> = Default::default();
+    // Entries stored from peers in an earlier run and not yet applied.
+    pending_pull.extend(initial_needs(&shared, &folder).await);
+    let mut next_full = tokio::time::Instant::now() + interval;
     loop {
-        let reply = if first {
-            first = false;
-            None
-        } else {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = requests.recv() => match r { Some(r) => Some(r), None => return },
-                _ = tokio::time::sleep(interval) => None,
-            }
-        };
-        if folder.paused {
-            if let Some(r) = reply {
-                let _ = r.send(Err(format!("folder \"{}\" is paused", folder.id)));
-            }
+        if !pending_pull.is_empty() && changed.is_empty() {
+            let names: Vec<String> = std::mem::take(&mut pending_pull).into_iter().collect();
+            pull(&shared, &folder, names, &cancel).await;
             continue;
         }
-        let result = scan_once(&shared, &folder, &cancel).await;
-        if let Some(r) = reply {
-            let _ = r.send(result);
+        let settle = match first_change {
+            Some(t0) => {
+                let deadline =
+                    (tokio::time::Instant::now() + WATCH_SETTLE).min(t0 + WATCH_MAX_DELAY);
+                Some(deadline)
+            }
+            None => None,
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = requests.recv() => {
+                let Some(reply) = r else { return };
+                let result = scan_once(&shared, &folder, None, &cancel).await;
+                let _ = reply.send(result);
+                next_full = tokio::time::Instant::now() + interval;
+            }
+            Some(names) = pulls.recv() => {
+                pending_pull.extend(names);
+                while let Ok(more) = pulls.try_recv() {
+                    pending_pull.extend(more);
+                }
+            }
+            Some(name) = events.recv() => {
+                changed.insert(name);
+                while let Ok(more) = events.try_recv() {
+                    changed.insert(more);
+                }
+                first_change.get_or_insert_with(tokio::time::Instant::now);
+            }
+            _ = async { if let Some(d) = settle { tokio::time::sleep_until(d).await } else { std::future::pending::<()>().await } } => {
+                first_change = None;
+                let names: Vec<String> = std::mem::take(&mut changed).into_iter().collect();
+                let only = if names.iter().any(String::is_empty) { None } else { Some(names) };
+                let _ = scan_once(&shared, &folder, only, &cancel).await;
+            }
+            _ = tokio::time::sleep_until(next_full) => {
+                let _ = scan_once(&shared, &folder, None, &cancel).await;
+                next_full = tokio::time::Instant::now() + interval;
+            }
         }
     }
+}
+
+/// Remote entries already in the index that are newer than ours (a restart resumes).
+async fn initial_needs(shared: &Arc<Shared>, folder: &FolderConfig) -> Vec<String> {
+    let s = shared.clone();
+    let f = folder.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = s.db.reader()?;
+        let mut names = Vec::new();
+        for d in &f.devices {
+            reader.for_each_remote(&f.id, *d, |r| {
+                let local = reader.get_local(&f.id, &r.name)?;
+                if crate::sync::pull::decide(local.as_ref(), &r) != crate::sync::pull::Need::Nothing
+                {
+                    names.push(r.name);
+                }
+                Ok::<(), crate::db::DbError>(())
+            })?;
+        }
+        Ok::<_, crate::db::DbError>(names)
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default()
+}
+
+/// Pulls `names` (on a blocking thread) and reports.
+async fn pull(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    names: Vec<String>,
+    cancel: &CancellationToken,
+) {
+    if let Err(e) = check_marker(folder) {
+        set_state(shared, &folder.id, "error", Some(e.to_string()));
+        return;
+    }
+    set_state(shared, &folder.id, "syncing", None);
+    let s = shared.clone();
+    let f = folder.clone();
+    let job = tokio::task::spawn_blocking(move || crate::sync::pull::pull_batch(&s, &f, names));
+    let report = tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = job => match r { Ok(r) => r, Err(_) => return },
+    };
+    for f in &report.applied {
+        shared.emit(Event::FileChanged {
+            folder: folder.id.clone(),
+            name: f.name.clone(),
+            device: f.modified_by.to_string(),
+            deleted: f.deleted,
+        });
+    }
+    if !report.applied.is_empty() {
+        info!(
+            files = report.applied.len(),
+            from_peers = report.bytes_from_peers,
+            reused = report.bytes_reused,
+            "pulled"
+        );
+        shared.local_changed(&folder.id);
+    }
+    if !report.rescan.is_empty() {
+        let _ = scan_once(shared, folder, Some(report.rescan.clone()), cancel).await;
+    }
+    for (name, e) in &report.failed {
+        warn!(%name, error = %e, "pull failed; will retry");
+    }
+    set_state(shared, &folder.id, "idle", None);
 }
 
 async fn scan_once(
     shared: &Arc<Shared>,
     folder: &FolderConfig,
+    only: Option<Vec<String>>,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
     if let Err(e) = check_marker(folder) {
@@ -149,7 +296,7 @@ async fn scan_once(
                 bytes_total: p.bytes_to_hash,
             });
         };
-        index_folder(&s.db, &f, None, &progress)
+        index_folder(&s.db, &f, only.as_deref(), &progress)
     });
     let result = tokio::select! {
         // A scan in progress finishes its current batch on its own thread; we stop waiting.
@@ -159,6 +306,7 @@ async fn scan_once(
     match result {
         Ok(Ok(summary)) => {
             if summary.changed + summary.deleted > 0 {
+                shared.local_changed(&folder.id);
                 info!(
                     changed = summary.changed,
                     deleted = summary.deleted,

@@ -103,6 +103,9 @@ pub struct Shared {
     /// The addresses actually bound (a configured port 0 becomes the real port).
     pub listening: Mutex<Vec<SocketAddr>>,
     folder_ctl: folders::FolderControl,
+    /// Per folder: bumped after the local index changed (scan or pull); wakes the index
+    /// senders.
+    local_seq: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every value
@@ -227,6 +230,90 @@ impl Shared {
         )
     }
 
+    /// Runs one index sender per folder shared both ways with a connected peer (per the
+    /// peer's last cluster config), and stops those whose folder is no longer shared.
+    pub fn start_senders(self: &Arc<Self>, peer: &DeviceId, conn: &ConnHandle) {
+        let config = self.config();
+        let Some(cc) = lock(&conn.sync.peer_cc).clone() else {
+            return;
+        };
+        let mut senders = lock(&conn.sync.senders);
+        senders.retain(|folder, token| {
+            let keep = config
+                .folder(folder)
+                .map(|f| f.devices.contains(peer) && !f.paused)
+                .unwrap_or(false);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for f in &cc.folders {
+            let Some(ours) = config
+                .folder(&f.id)
+                .filter(|c| c.devices.contains(peer) && !c.paused)
+            else {
+                continue;
+            };
+            if senders.contains_key(&ours.id) {
+                continue;
+            }
+            let our_index = self
+                .db
+                .reader()
+                .ok()
+                .and_then(|r| r.local_index_id(&ours.id).ok().flatten())
+                .unwrap_or(0);
+            let from = f
+                .devices
+                .iter()
+                .find(|d| d.id == self.local)
+                .filter(|d| d.index_id == our_index && our_index != 0)
+                .map(|d| d.max_sequence)
+                .unwrap_or(0);
+            let token = conn.cancel.child_token();
+            senders.insert(ours.id.clone(), token.clone());
+            self.tasks.spawn(crate::sync::index::send(
+                self.clone(),
+                *peer,
+                conn.clone(),
+                ours.id.clone(),
+                from,
+                token,
+            ));
+        }
+    }
+
+    /// A receiver that wakes when the local index of `folder` changes.
+    pub fn local_changes(&self, folder: &str) -> watch::Receiver<u64> {
+        lock(&self.local_seq)
+            .entry(folder.to_string())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wakes everyone waiting for local changes of `folder`.
+    pub fn local_changed(&self, folder: &str) {
+        if let Some(tx) = lock(&self.local_seq).get(folder) {
+            tx.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// The live connection to a device.
+    pub fn connection(&self, id: &DeviceId) -> Option<ConnHandle> {
+        lock(&self.conns).get(id).cloned()
+    }
+
+    /// Queues names for the folder's puller.
+    pub fn queue_pull(&self, folder: &str, names: Vec<String>) {
+        self.folder_ctl.queue_pull(folder, names);
+    }
+
+    /// Asks the folder's task for a full rescan soon.
+    pub fn request_rescan(&self, folder: &str) {
+        self.folder_ctl.queue_rescan(folder);
+    }
+
     pub fn record_pending_device(&self, id: &DeviceId, name: &str, addr: SocketAddr) {
         let now = now_rfc3339();
         let mut p = lock(&self.pending);
@@ -288,18 +375,16 @@ impl Shared {
         ClusterConfig { folders }
     }
 
-    /// Handles one message from a trusted peer.
-    pub async fn handle_message(&self, peer: &DeviceId, msg: Message) {
-        match msg {
-            Message::ClusterConfig(cc) => self.handle_cluster_config(peer, cc),
-            Message::Ping => {}
-            other => {
-                tracing::debug!(kind = other.kind().name(), "message not handled yet");
-            }
-        }
-    }
-
-    fn handle_cluster_config(&self, peer: &DeviceId, cc: ClusterConfig) {
+    /// The peer's cluster config: offers of folders we don't share with it become pending;
+    /// for each folder both share, an index sender starts from where the peer stands.
+    pub fn handle_cluster_config(
+        self: &Arc<Self>,
+        peer: &DeviceId,
+        conn: &ConnHandle,
+        cc: ClusterConfig,
+    ) {
+        *lock(&conn.sync.peer_cc) = Some(cc.clone());
+        self.start_senders(peer, conn);
         let config = self.config();
         let mut changed = false;
         let mut p = lock(&self.pending);
@@ -324,16 +409,14 @@ impl Shared {
                 info!(folder = %f.id, label = %f.label, "device offers a folder; listed as pending (`shoal accept folder ID --path PATH`)");
             }
         }
-        if changed {
-            if let Err(e) = p.save(&self.home.state_dir) {
-                warn!(error = %e, "cannot save pending.json");
-            }
+        if changed && let Err(e) = p.save(&self.home.state_dir) {
+            warn!(error = %e, "cannot save pending.json");
         }
     }
 
     /// Applies a config change: validates, saves, and acts on it.
     pub fn apply_change(
-        &self,
+        self: &Arc<Self>,
         change: &ConfigChange,
     ) -> Result<Config, crate::config::ConfigError> {
         let mut guard = self
@@ -352,7 +435,7 @@ impl Shared {
         Ok(next)
     }
 
-    fn after_config_change(&self, change: &ConfigChange) {
+    fn after_config_change(self: &Arc<Self>, change: &ConfigChange) {
         let mut p = lock(&self.pending);
         let mut dirty = false;
         match change {
@@ -461,6 +544,7 @@ impl Running {
             started: Instant::now(),
             listening: Mutex::new(Vec::new()),
             folder_ctl: folders::FolderControl::default(),
+            local_seq: Mutex::new(HashMap::new()),
         });
         // Listeners first: a bad address fails the start before anything else runs.
         for a in &config.device.listen {

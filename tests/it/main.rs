@@ -4,3 +4,4 @@ mod cli;
 mod harness;
 mod scan;
 mod serve;
+mod sync;

@@ -386,3 +386,43 @@ fn rescan_goes_through_the_running_service() {
     assert_eq!(st["folders"][0]["state"], "idle");
     assert_eq!(st["folders"][0]["local_files"], 1);
 }
+
+#[test]
+fn subscribers_see_events_as_they_happen() {
+    use shoal::service::api::Request;
+    use shoal::service::socket::Client;
+    let (a, b, _, _) = pair();
+    let idb = b.id();
+    let id = a.add_folder("f", &[]);
+    let _sa = a.serve();
+    let mut sub = Client::connect(&a.home().join("shoal.sock")).expect("connect");
+    assert_eq!(
+        sub.call(&Request::Subscribe).expect("subscribe"),
+        "subscribed"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(line) = sub.read_line() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    a.run(&["rescan", &id]).ok();
+    let _sb = b.serve();
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(line);
+        }
+        let all = seen.concat();
+        if all.contains("\"state\":\"idle\"")
+            && all.contains("device_connected")
+            && all.contains(&idb)
+        {
+            return;
+        }
+    }
+    panic!("events not seen: {seen:?}");
+}

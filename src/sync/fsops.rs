@@ -1,0 +1,229 @@
+//! File system operations inside one folder, through directory handles that never follow
+//! symlinks.
+//!
+//! Every name here comes from a peer (validated by `protocol::validate_name` first). Each
+//! directory along a name is opened relative to its parent with `O_NOFOLLOW |
+//! O_DIRECTORY`, so a symlink planted inside the folder can never redirect a write outside
+//! it: walking into one fails. Only the folder root itself may be a symlink (the user chose
+//! that path).
+
+use crate::protocol::name::TEMP_PREFIX;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// A folder root opened once; every operation is relative to it.
+pub struct FolderFs {
+    root: OwnedFd,
+    pub path: PathBuf,
+}
+
+/// The longest file name most file systems accept.
+const NAME_MAX: usize = 255;
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+impl FolderFs {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let root = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            root,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the directory holding `name` and returns it with the last component.
+    /// Fails (ELOOP or ENOTDIR) when any directory on the way is a symlink or a file.
+    pub fn parent(&self, name: &str) -> io::Result<(OwnedFd, String)> {
+        let mut parts: Vec<&str> = name.split('/').collect();
+        let last = parts.pop().unwrap_or_default().to_string();
+        let mut dir = rustix::fs::openat(self.root.as_fd(), ".", dir_flags(), Mode::empty())?;
+        for p in parts {
+            dir = rustix::fs::openat(dir.as_fd(), p, dir_flags(), Mode::empty())?;
+        }
+        Ok((dir, last))
+    }
+
+    /// `lstat` of `name`; `None` when it does not exist.
+    pub fn lstat(&self, name: &str) -> io::Result<Option<rustix::fs::Stat>> {
+        let (dir, base) = match self.parent(name) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match rustix::fs::statat(dir.as_fd(), base.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens a regular file for reading, refusing symlinks.
+    pub fn open_read(&self, name: &str) -> io::Result<File> {
+        let (dir, base) = self.parent(name)?;
+        let fd = rustix::fs::openat(
+            dir.as_fd(),
+            base.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// The temp name a pull of `name` uses beside it: stable across restarts (so a pull
+    /// resumes from what the temp file already holds), hashed when it would be too long.
+    pub fn temp_name(name: &str) -> String {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        let t = format!("{TEMP_PREFIX}{base}");
+        let t = if t.len() > NAME_MAX {
+            let h = blake3::hash(base.as_bytes());
+            format!("{TEMP_PREFIX}{}", &h.to_hex()[..32])
+        } else {
+            t
+        };
+        match name.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{t}"),
+            None => t,
+        }
+    }
+
+    /// Opens (creating where missing) the temp file for `name`, read-write, mode 0600
+    /// until the final permissions are set.
+    pub fn open_temp(&self, name: &str) -> io::Result<(File, String)> {
+        let temp = Self::temp_name(name);
+        let (dir, base) = self.parent(&temp)?;
+        let fd = rustix::fs::openat(
+            dir.as_fd(),
+            base.as_str(),
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        Ok((File::from(fd), temp))
+    }
+
+    /// Renames `from` to `to` (both relative names in this folder), replacing `to`.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (fd_dir, fb) = self.parent(from)?;
+        let (td_dir, tb) = self.parent(to)?;
+        rustix::fs::renameat(fd_dir.as_fd(), fb.as_str(), td_dir.as_fd(), tb.as_str())?;
+        Ok(())
+    }
+
+    pub fn mkdir(&self, name: &str, mode: u32) -> io::Result<()> {
+        let (dir, base) = self.parent(name)?;
+        match rustix::fs::mkdirat(
+            dir.as_fd(),
+            base.as_str(),
+            Mode::from_raw_mode(mode & 0o777),
+        ) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) => {
+                let st = rustix::fs::statat(dir.as_fd(), base.as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    == rustix::fs::FileType::Directory
+                {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a file is in the way",
+                    ))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets a directory's permission bits (never following a symlink).
+    pub fn chmod_dir(&self, name: &str, mode: u32) -> io::Result<()> {
+        let (dir, base) = self.parent(name)?;
+        let fd = rustix::fs::openat(dir.as_fd(), base.as_str(), dir_flags(), Mode::empty())?;
+        rustix::fs::fchmod(fd.as_fd(), Mode::from_raw_mode(mode & 0o777))?;
+        Ok(())
+    }
+
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        let (dir, base) = self.parent(name)?;
+        rustix::fs::unlinkat(dir.as_fd(), base.as_str(), AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// Removes an empty directory; a directory that still holds anything stays.
+    pub fn remove_dir(&self, name: &str) -> io::Result<bool> {
+        let (dir, base) = self.parent(name)?;
+        match rustix::fs::unlinkat(dir.as_fd(), base.as_str(), AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates `name` as a symlink to `target` (via a temp name and a rename).
+    pub fn symlink(&self, name: &str, target: &str) -> io::Result<()> {
+        let temp = Self::temp_name(name);
+        let (dir, tbase) = self.parent(&temp)?;
+        let _ = rustix::fs::unlinkat(dir.as_fd(), tbase.as_str(), AtFlags::empty());
+        rustix::fs::symlinkat(target, dir.as_fd(), tbase.as_str())?;
+        self.rename(&temp, name)
+    }
+
+    /// Sets the modification time of `name` without following a symlink.
+    pub fn set_mtime(&self, name: &str, ns: i64) -> io::Result<()> {
+        let (dir, base) = self.parent(name)?;
+        let ts = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: ns.div_euclid(1_000_000_000),
+                tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+            },
+        };
+        rustix::fs::utimensat(dir.as_fd(), base.as_str(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
+    }
+
+    /// Makes everything written in this file system durable (one call for a whole batch
+    /// of files instead of an fsync each).
+    pub fn syncfs(&self) -> io::Result<()> {
+        rustix::fs::syncfs(self.root.as_fd())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_inside_the_folder_cannot_redirect_a_write() {
+        let outside = tempfile::tempdir().expect("tmp");
+        let root = tempfile::tempdir().expect("tmp");
+        std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).expect("ln");
+        let fs = FolderFs::open(root.path()).expect("open");
+        assert!(fs.open_temp("escape/evil").is_err());
+        assert!(fs.mkdir("escape/dir", 0o755).is_err());
+        assert!(fs.symlink("escape/l", "/etc").is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 0);
+        // The symlink itself can be replaced or removed, like any entry.
+        fs.remove_file("escape").expect("rm link");
+    }
+
+    #[test]
+    fn temp_names_stay_short() {
+        let long = "d/".to_string() + &"x".repeat(250);
+        let t = FolderFs::temp_name(&long);
+        assert!(t.starts_with("d/.shoal-tmp-"));
+        assert!(t.rsplit('/').next().expect("base").len() <= NAME_MAX);
+        assert_eq!(FolderFs::temp_name("a/b.txt"), "a/.shoal-tmp-b.txt");
+    }
+}

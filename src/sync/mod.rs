@@ -1,0 +1,101 @@
+//! The sync engine: index exchange, deciding what to pull, pulling blocks (local data
+//! first, then peers), and writing files safely.
+//!
+//! Who does what:
+//! - [`index`]: per connection and shared folder, a sender streams our local index from
+//!   where the peer says it stands, then every change as it happens; a receiver checks
+//!   each entry from the peer, stores it, and queues what we need for the folder's puller.
+//! - [`pull`]: runs inside the folder's task (so it never overlaps a scan of the same
+//!   folder), on a blocking thread: builds each needed file in a `.shoal-tmp-*` file beside
+//!   it from verified blocks, makes a batch durable with one `syncfs`, renames into place.
+//! - [`serve`]: answers a peer's block requests from folders shared with that peer only,
+//!   verifying the data against the index before it leaves.
+//! - [`fsops`]: every write inside a folder goes through directory handles that never
+//!   follow symlinks.
+
+pub mod fsops;
+pub mod index;
+pub mod pull;
+pub mod serve;
+pub mod watch;
+
+use crate::protocol::{BlockList, Response};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Bytes of block data requested and not yet received, per file being pulled.
+pub const PULL_WINDOW_BYTES: u64 = 16 << 20;
+
+/// A connection's sync bookkeeping: requests in flight, index senders running.
+#[derive(Default)]
+pub struct ConnSync {
+    next_id: AtomicU64,
+    blocks: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    lists: Mutex<HashMap<u64, mpsc::UnboundedSender<BlockList>>>,
+    /// Folder ID → the running index sender's token.
+    pub senders: Mutex<HashMap<String, CancellationToken>>,
+    /// The peer's last cluster config: where it stands in our indexes.
+    pub peer_cc: Mutex<Option<crate::protocol::ClusterConfig>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ConnSync {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a block request; the answer arrives on the returned channel.
+    pub fn expect_block(&self, id: u64) -> oneshot::Receiver<Response> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.blocks).insert(id, tx);
+        rx
+    }
+
+    pub fn expect_list(&self, id: u64) -> mpsc::UnboundedReceiver<BlockList> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.lists).insert(id, tx);
+        rx
+    }
+
+    /// Hands a response to whoever asked; false when nobody did (a protocol error).
+    pub fn complete_block(&self, r: Response) -> bool {
+        match lock(&self.blocks).remove(&r.id) {
+            Some(tx) => {
+                let _ = tx.send(r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn list_part(&self, part: BlockList) -> bool {
+        let mut lists = lock(&self.lists);
+        let Some(tx) = lists.get(&part.id) else {
+            return false;
+        };
+        let id = part.id;
+        if tx.send(part).is_err() {
+            lists.remove(&id);
+        }
+        true
+    }
+
+    pub fn forget_list(&self, id: u64) {
+        lock(&self.lists).remove(&id);
+    }
+
+    /// Fails every request in flight (the connection ended).
+    pub fn fail_all(&self) {
+        lock(&self.blocks).clear();
+        lock(&self.lists).clear();
+        for (_, t) in lock(&self.senders).drain() {
+            t.cancel();
+        }
+    }
+}

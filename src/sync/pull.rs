@@ -1,0 +1,531 @@
+//! The puller: makes the local folder hold what peers have that is newer.
+//!
+//! Runs on a blocking thread inside the folder's task, one batch of needed names at a
+//! time. For each file it takes every block it can from local data (any file in any folder
+//! whose block map holds the hash, verified by reading it), then requests the rest from a
+//! connected device that has that version, several requests in flight and at most
+//! [`super::PULL_WINDOW_BYTES`] outstanding. Every block's BLAKE3 is checked before it is
+//! written. The file is assembled in `.shoal-tmp-NAME` beside its place (a restart resumes
+//! from the blocks already there), a whole batch is made durable with one `syncfs`, then
+//! each file is renamed into place and recorded in the index with the peer's version.
+//!
+//! Before anything on disk is replaced or deleted, it is compared with the local index
+//! entry: a local change not yet scanned is never overwritten (the name is rescanned
+//! instead and the two versions meet as a concurrent change).
+
+use super::fsops::FolderFs;
+use crate::config::FolderConfig;
+use crate::db::{LocalChange, Reader};
+use crate::identity::DeviceId;
+use crate::net::ConnHandle;
+use crate::protocol::{
+    BlockHash, BlockInfo, FileInfo, FileType, Message, Request, ResponseCode, VectorOrdering,
+};
+use crate::service::Shared;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::sync::Arc;
+use tracing::{debug, warn};
+
+/// What to do about one remote entry, given ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    Nothing,
+    /// The remote version dominates: apply it.
+    Pull,
+    /// Concurrent versions with identical content: no data moves, the versions merge.
+    Merge,
+    /// Concurrent versions with different content.
+    Conflict,
+}
+
+/// Compares a remote entry with the local one.
+pub fn decide(local: Option<&FileInfo>, remote: &FileInfo) -> Need {
+    let Some(local) = local else {
+        return if remote.deleted {
+            Need::Nothing
+        } else {
+            Need::Pull
+        };
+    };
+    match remote.version.compare(&local.version) {
+        VectorOrdering::Greater => {
+            if local.same_contents(remote) && local.deleted == remote.deleted {
+                Need::Merge
+            } else {
+                Need::Pull
+            }
+        }
+        VectorOrdering::Concurrent => {
+            if same_data(local, remote) {
+                Need::Merge
+            } else {
+                Need::Conflict
+            }
+        }
+        _ => Need::Nothing,
+    }
+}
+
+/// Same content for sync purposes: two devices that got the same file another way (an
+/// rsync copy) need to move no data, whatever the mtimes' last nanoseconds say.
+fn same_data(a: &FileInfo, b: &FileInfo) -> bool {
+    a.file_type == b.file_type
+        && a.deleted == b.deleted
+        && a.size == b.size
+        && a.blocks == b.blocks
+        && a.symlink_target == b.symlink_target
+        && (a.file_type != FileType::File || a.permissions & 0o111 == b.permissions & 0o111)
+}
+
+/// How a batch went.
+#[derive(Debug, Default)]
+pub struct PullReport {
+    pub applied: Vec<FileInfo>,
+    /// Names whose disk state differs from the index: rescan them.
+    pub rescan: Vec<String>,
+    /// Names that failed this time (no source, I/O error): retried later.
+    pub failed: Vec<(String, String)>,
+    pub bad_blocks: u64,
+    pub bytes_from_peers: u64,
+    pub bytes_reused: u64,
+}
+
+/// A file assembled in its temp file, waiting for the batch's durability point.
+struct Ready {
+    remote: FileInfo,
+    temp: String,
+}
+
+/// Pulls `names` of `folder`. Blocking: runs on a blocking thread.
+pub fn pull_batch(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    mut names: Vec<String>,
+) -> PullReport {
+    let mut report = PullReport::default();
+    let fs = match FolderFs::open(&folder.path) {
+        Ok(fs) => fs,
+        Err(e) => {
+            for n in names {
+                report
+                    .failed
+                    .push((n, format!("cannot open the folder: {e}")));
+            }
+            return report;
+        }
+    };
+    let reader = match shared.db.reader() {
+        Ok(r) => r,
+        Err(e) => {
+            for n in names {
+                report.failed.push((n, e.to_string()));
+            }
+            return report;
+        }
+    };
+    names.sort();
+    names.dedup();
+    let config = shared.config();
+    let mut work: Vec<(FileInfo, Option<FileInfo>, DeviceId)> = Vec::new();
+    for name in names {
+        let local = match reader.get_local(&folder.id, &name) {
+            Ok(l) => l,
+            Err(e) => {
+                report.failed.push((name, e.to_string()));
+                continue;
+            }
+        };
+        // The newest version among the connected devices that share the folder.
+        let mut best: Option<(FileInfo, DeviceId)> = None;
+        for d in &folder.devices {
+            if !shared.is_connected(d) {
+                continue;
+            }
+            if let Ok(Some(r)) = reader.get(&folder.id, *d, &name) {
+                let better = match &best {
+                    None => true,
+                    Some((b, _)) => r.version.compare(&b.version) == VectorOrdering::Greater,
+                };
+                if better {
+                    best = Some((r, *d));
+                }
+            }
+        }
+        let Some((remote, dev)) = best else { continue };
+        match decide(local.as_ref(), &remote) {
+            Need::Nothing => {}
+            Need::Conflict => {
+                debug!(%name, "concurrent change; left for conflict resolution");
+            }
+            Need::Merge => {
+                // Same data: adopt a version that includes both histories.
+                if let Some(l) = &local {
+                    let mut merged = l.clone();
+                    merged.version = l.version.merged(&remote.version);
+                    merged.modified_by = remote.modified_by;
+                    if let Ok(Some(st)) = fs.lstat(&name) {
+                        report.applied.push(merged.clone());
+                        let _ = shared.db.apply_pulled(
+                            &folder.id,
+                            vec![LocalChange {
+                                info: merged,
+                                inode: st.st_ino,
+                                ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+                            }],
+                        );
+                    }
+                }
+            }
+            Need::Pull => work.push((remote, local, dev)),
+        }
+    }
+    // Parents before children for what appears, children before parents for deletions.
+    let (mut deletions, mut updates): (Vec<_>, Vec<_>) =
+        work.into_iter().partition(|(r, _, _)| r.deleted);
+    deletions.sort_by(|a, b| b.0.name.cmp(&a.0.name));
+    updates.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut ready = Vec::new();
+    let mut done: Vec<LocalChange> = Vec::new();
+    let mut folder_fs: HashMap<String, Option<FolderFs>> = HashMap::new();
+    for (remote, local, dev) in updates.into_iter().chain(deletions) {
+        let name = remote.name.clone();
+        if !disk_matches(&fs, local.as_ref(), &name) {
+            report.rescan.push(name);
+            continue;
+        }
+        let result = match (remote.deleted, remote.file_type) {
+            (true, _) => delete(&fs, &remote, local.as_ref()).map(|gone| {
+                if gone {
+                    done.push(LocalChange {
+                        info: remote.clone(),
+                        inode: 0,
+                        ctime_ns: 0,
+                    });
+                }
+            }),
+            (false, FileType::Dir) => fs
+                .mkdir(&name, perms(folder, &remote, 0o755))
+                .and_then(|()| fs.chmod_dir(&name, perms(folder, &remote, 0o755)))
+                .and_then(|()| stat_change(&fs, &remote))
+                .map(|c| done.push(c)),
+            (false, FileType::Symlink) => fs
+                .symlink(&name, &remote.symlink_target)
+                .and_then(|()| stat_change(&fs, &remote))
+                .map(|c| done.push(c)),
+            (false, FileType::File) => {
+                let conn = shared.connection(&dev);
+                assemble(
+                    shared,
+                    &config,
+                    &fs,
+                    &reader,
+                    &mut folder_fs,
+                    folder,
+                    &remote,
+                    conn.as_ref(),
+                    &mut report,
+                )
+                .map(|temp| {
+                    ready.push(Ready {
+                        remote: remote.clone(),
+                        temp,
+                    })
+                })
+            }
+        };
+        if let Err(e) = result {
+            warn!(folder = %folder.id, %name, error = %e, "cannot apply");
+            report.failed.push((name, e.to_string()));
+        }
+    }
+    // One durability point for the whole batch, then the renames (invariant 1: a file in
+    // place is always complete and durable).
+    if !ready.is_empty() {
+        if let Err(e) = fs.syncfs() {
+            for r in ready.drain(..) {
+                report
+                    .failed
+                    .push((r.remote.name, format!("sync failed: {e}")));
+            }
+        }
+        for r in ready {
+            let name = r.remote.name.clone();
+            let res = fs
+                .rename(&r.temp, &name)
+                .and_then(|()| stat_change(&fs, &r.remote));
+            match res {
+                Ok(c) => done.push(c),
+                Err(e) => report.failed.push((name, e.to_string())),
+            }
+        }
+    }
+    if !done.is_empty() {
+        match shared.db.apply_pulled(&folder.id, done) {
+            Ok(applied) => report.applied.extend(applied),
+            Err(e) => warn!(error = %e, "cannot record pulled files"),
+        }
+    }
+    report
+}
+
+/// Permission bits to apply: never setuid, setgid or sticky; `ignore_perms` keeps a
+/// default.
+fn perms(folder: &FolderConfig, remote: &FileInfo, default: u32) -> u32 {
+    if folder.ignore_perms {
+        default
+    } else {
+        remote.permissions & 0o777
+    }
+}
+
+fn stat_change(fs: &FolderFs, remote: &FileInfo) -> io::Result<LocalChange> {
+    let st = fs
+        .lstat(&remote.name)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "vanished after writing"))?;
+    let mut info = remote.clone();
+    if remote.file_type == FileType::Dir {
+        info.modified_ns = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+    }
+    Ok(LocalChange {
+        info,
+        inode: st.st_ino,
+        ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+    })
+}
+
+/// Whether the disk still holds what the local index says (nothing, for no entry).
+fn disk_matches(fs: &FolderFs, local: Option<&FileInfo>, name: &str) -> bool {
+    let st = match fs.lstat(name) {
+        Ok(st) => st,
+        // A path through a file or symlink: something unscanned is in the way.
+        Err(_) => return false,
+    };
+    let Some(st) = st else {
+        // Nothing on disk: fine when the index agrees (no entry, or a tombstone), and
+        // also when it does not (a local deletion not yet scanned: the remote version
+        // then recreates it, which loses nothing).
+        return true;
+    };
+    let Some(local) = local.filter(|l| !l.deleted) else {
+        // Something on disk the index does not know: an unscanned local file.
+        return false;
+    };
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    match local.file_type {
+        FileType::Dir => ft == rustix::fs::FileType::Directory,
+        FileType::Symlink => ft == rustix::fs::FileType::Symlink,
+        FileType::File => {
+            ft == rustix::fs::FileType::RegularFile
+                && st.st_size as u64 == local.size
+                && st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64 == local.modified_ns
+        }
+    }
+}
+
+/// Deletes what the remote tombstone names. Ok(false) when a directory still holds
+/// something (ignored or unsynced files): it stays, with them.
+fn delete(fs: &FolderFs, remote: &FileInfo, local: Option<&FileInfo>) -> io::Result<bool> {
+    let Some(_) = fs.lstat(&remote.name)? else {
+        return Ok(true);
+    };
+    match local.map(|l| l.file_type).unwrap_or(remote.file_type) {
+        FileType::Dir => fs.remove_dir(&remote.name),
+        _ => fs.remove_file(&remote.name).map(|()| true),
+    }
+}
+
+/// Builds `remote` in its temp file; returns the temp name.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    shared: &Arc<Shared>,
+    config: &crate::config::Config,
+    fs: &FolderFs,
+    reader: &Reader,
+    folder_fs: &mut HashMap<String, Option<FolderFs>>,
+    folder: &FolderConfig,
+    remote: &FileInfo,
+    conn: Option<&ConnHandle>,
+    report: &mut PullReport,
+) -> io::Result<String> {
+    let (file, temp) = fs.open_temp(&remote.name)?;
+    let existing = file.metadata()?.len();
+    let mut buf = Vec::new();
+    let mut missing: Vec<(u64, BlockInfo)> = Vec::new();
+    let mut offset = 0u64;
+    for b in &remote.blocks {
+        let here = offset;
+        offset += u64::from(b.size);
+        // Resume: the temp file may hold this block already.
+        if here + u64::from(b.size) <= existing {
+            buf.resize(b.size as usize, 0);
+            if file.read_exact_at(&mut buf, here).is_ok() && BlockHash::of(&buf) == b.hash {
+                continue;
+            }
+        }
+        if let Some(data) = local_block(config, reader, folder_fs, &b.hash, b.size) {
+            file.write_all_at(&data, here)?;
+            report.bytes_reused += u64::from(b.size);
+            continue;
+        }
+        missing.push((here, *b));
+    }
+    if !missing.is_empty() {
+        let conn = conn
+            .ok_or_else(|| io::Error::other("the device that has this version is not connected"))?;
+        fetch(shared, conn, folder, remote, &file, missing, report)?;
+    }
+    file.set_len(remote.size)?;
+    file.set_permissions(std::fs::Permissions::from_mode(perms(
+        folder, remote, 0o644,
+    )))?;
+    drop(file);
+    fs.set_mtime(&temp, remote.modified_ns)?;
+    Ok(temp)
+}
+
+/// A block from any local file that holds it, verified.
+fn local_block(
+    config: &crate::config::Config,
+    reader: &Reader,
+    folder_fs: &mut HashMap<String, Option<FolderFs>>,
+    hash: &BlockHash,
+    size: u32,
+) -> Option<Vec<u8>> {
+    let locations = reader.find_blocks(hash, 4).ok()?;
+    for loc in locations {
+        if loc.size != size {
+            continue;
+        }
+        let fs = folder_fs.entry(loc.folder.clone()).or_insert_with(|| {
+            config
+                .folder(&loc.folder)
+                .and_then(|f| FolderFs::open(&f.path).ok())
+        });
+        let Some(fs) = fs.as_ref() else { continue };
+        let Ok(f) = fs.open_read(&loc.name) else {
+            continue;
+        };
+        let mut data = vec![0u8; size as usize];
+        if f.read_exact_at(&mut data, loc.offset).is_ok() && BlockHash::of(&data) == *hash {
+            return Some(data);
+        }
+    }
+    None
+}
+
+/// Requests `missing` blocks from the peer, keeping the window full, verifying each.
+fn fetch(
+    shared: &Arc<Shared>,
+    conn: &ConnHandle,
+    folder: &FolderConfig,
+    remote: &FileInfo,
+    file: &std::fs::File,
+    missing: Vec<(u64, BlockInfo)>,
+    report: &mut PullReport,
+) -> io::Result<()> {
+    let mut queue: VecDeque<(u64, BlockInfo, u32)> =
+        missing.into_iter().map(|(o, b)| (o, b, 0)).collect();
+    let mut inflight: VecDeque<(
+        u64,
+        BlockInfo,
+        u32,
+        tokio::sync::oneshot::Receiver<crate::protocol::Response>,
+    )> = VecDeque::new();
+    let mut bytes_out = 0u64;
+    let closed = || io::Error::other("the connection to the device closed");
+    while !queue.is_empty() || !inflight.is_empty() {
+        while let Some((off, b, tries)) = queue.front().copied() {
+            if !inflight.is_empty() && bytes_out + u64::from(b.size) > super::PULL_WINDOW_BYTES {
+                break;
+            }
+            queue.pop_front();
+            let id = conn.sync.next_id();
+            let rx = conn.sync.expect_block(id);
+            let req = Message::Request(Request {
+                id,
+                folder: folder.id.clone(),
+                name: remote.name.clone(),
+                offset: off,
+                size: b.size,
+                hash: b.hash,
+            });
+            conn.tx.blocking_send(req).map_err(|_| closed())?;
+            bytes_out += u64::from(b.size);
+            inflight.push_back((off, b, tries, rx));
+        }
+        let Some((off, b, tries, rx)) = inflight.pop_front() else {
+            break;
+        };
+        bytes_out -= u64::from(b.size);
+        let resp = rx.blocking_recv().map_err(|_| closed())?;
+        let good = resp.code == ResponseCode::Ok
+            && resp.data.len() == b.size as usize
+            && BlockHash::of(&resp.data) == b.hash;
+        if good {
+            file.write_all_at(&resp.data, off)?;
+            report.bytes_from_peers += u64::from(b.size);
+            continue;
+        }
+        if resp.code == ResponseCode::Ok {
+            // Invariant 2: a block whose hash does not match is never written.
+            report.bad_blocks += 1;
+            warn!(name = %remote.name, offset = off, "received a block with a wrong hash; discarded");
+        }
+        if tries >= 2 || resp.code != ResponseCode::Ok && resp.code != ResponseCode::Generic {
+            let _ = shared;
+            return Err(io::Error::other(format!(
+                "the device could not supply the block at offset {off} ({:?})",
+                resp.code
+            )));
+        }
+        queue.push_back((off, b, tries + 1));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::ShortId;
+    use crate::protocol::Vector;
+
+    fn entry(v: Vector, size: u64) -> FileInfo {
+        FileInfo {
+            name: "a".into(),
+            file_type: FileType::File,
+            size,
+            permissions: 0o644,
+            modified_ns: 1,
+            modified_by: ShortId(1),
+            deleted: false,
+            version: v,
+            sequence: 1,
+            blocks: vec![],
+            symlink_target: String::new(),
+        }
+    }
+
+    #[test]
+    fn dominating_versions_are_pulled_and_concurrent_ones_compared() {
+        let base = Vector::new().updated(ShortId(1), 10);
+        let newer = base.updated(ShortId(2), 20);
+        let other = base.updated(ShortId(1), 30);
+        let local = entry(base.clone(), 1);
+        assert_eq!(decide(Some(&local), &entry(newer.clone(), 2)), Need::Pull);
+        assert_eq!(
+            decide(Some(&entry(newer.clone(), 2)), &local),
+            Need::Nothing
+        );
+        assert_eq!(
+            decide(Some(&entry(other.clone(), 3)), &entry(newer.clone(), 2)),
+            Need::Conflict
+        );
+        assert_eq!(
+            decide(Some(&entry(other, 2)), &entry(newer, 2)),
+            Need::Merge
+        );
+        assert_eq!(decide(None, &entry(base, 1)), Need::Pull);
+    }
+}

@@ -1,0 +1,148 @@
+//! Two real services converge: files, directories, symlinks, edits, deletions.
+
+use crate::harness::{Device, Service, free_port, wait_until};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// Two devices that trust each other and share folder "f" (at `f` in each), both running.
+pub struct SyncPair {
+    pub a: Device,
+    pub b: Device,
+    pub sa: Service,
+    pub sb: Service,
+}
+
+pub fn sync_pair() -> SyncPair {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Device::new();
+    a.run(&[
+        "init",
+        "--name",
+        "alpha",
+        "--listen",
+        &format!("127.0.0.1:{pa}"),
+    ])
+    .ok();
+    let b = Device::new();
+    b.run(&[
+        "init",
+        "--name",
+        "beta",
+        "--listen",
+        &format!("127.0.0.1:{pb}"),
+    ])
+    .ok();
+    let (ida, idb) = (a.id(), b.id());
+    a.run(&["device", "add", &idb, "--addr", &format!("127.0.0.1:{pb}")])
+        .ok();
+    b.run(&["device", "add", &ida, "--addr", &format!("127.0.0.1:{pa}")])
+        .ok();
+    a.add_folder("f", &["--id", "f", "--share", &idb]);
+    b.add_folder("f", &["--id", "f", "--share", &ida]);
+    let sa = a.serve();
+    let sb = b.serve();
+    assert!(wait_until(Duration::from_secs(10), || a.connected_to(&idb)
+        && b.connected_to(&ida)));
+    SyncPair { a, b, sa, sb }
+}
+
+/// What a tree holds, from the file system itself: name → (kind, mode, content or target).
+pub fn tree(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (String, u32, Vec<u8>)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = p
+                .strip_prefix(root)
+                .expect("prefix")
+                .to_string_lossy()
+                .into_owned();
+            if name == ".shoal" || name.ends_with("/.shoal") {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            let mode = md.permissions().mode() & 0o7777;
+            if md.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).expect("readlink");
+                out.insert(
+                    name,
+                    ("link".into(), 0, t.to_string_lossy().as_bytes().to_vec()),
+                );
+            } else if md.is_dir() {
+                out.insert(name, ("dir".into(), mode, Vec::new()));
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    name,
+                    ("file".into(), mode, std::fs::read(&p).expect("read")),
+                );
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+pub fn converged(p: &SyncPair) -> bool {
+    tree(&p.a.path("f")) == tree(&p.b.path("f"))
+}
+
+#[track_caller]
+pub fn assert_converges(p: &SyncPair, what: &str) {
+    let ok = wait_until(Duration::from_secs(20), || converged(p));
+    if !ok {
+        let (ta, tb) = (tree(&p.a.path("f")), tree(&p.b.path("f")));
+        let ka: Vec<_> = ta.keys().collect();
+        let kb: Vec<_> = tb.keys().collect();
+        panic!(
+            "{what}: trees differ\nA: {ka:?}\nB: {kb:?}\nA log:\n{}\nB log:\n{}",
+            p.sa.log(),
+            p.sb.log()
+        );
+    }
+}
+
+#[test]
+fn a_tree_converges_both_ways_with_edits_and_deletions() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    std::fs::create_dir_all(fa.join("deep/er/still")).expect("mkdir");
+    std::fs::create_dir_all(fa.join("empty-dir")).expect("mkdir");
+    std::fs::write(fa.join("deep/er/still/file.txt"), "nested").expect("write");
+    std::fs::write(fa.join("empty"), "").expect("write");
+    std::fs::write(fa.join("ünïcødé ✓.txt"), "unicode").expect("write");
+    std::fs::write(fa.join("run.sh"), "#!/bin/sh\necho hi\n").expect("write");
+    std::fs::set_permissions(fa.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    std::os::unix::fs::symlink("deep/er", fa.join("link")).expect("symlink");
+    let big: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(fa.join("big.bin"), &big).expect("write");
+    assert_converges(&p, "A's new tree reaches B");
+    // B edits and deletes; A follows.
+    let fb = p.b.path("f");
+    std::fs::write(fb.join("deep/er/still/file.txt"), "edited on B").expect("write");
+    std::fs::remove_file(fb.join("empty")).expect("rm");
+    std::fs::remove_dir(fb.join("empty-dir")).expect("rmdir");
+    std::fs::write(fb.join("from-b"), "hello A").expect("write");
+    assert_converges(&p, "B's changes reach A");
+    assert_eq!(
+        std::fs::read_to_string(fa.join("deep/er/still/file.txt")).expect("read"),
+        "edited on B"
+    );
+    assert!(!fa.join("empty").exists());
+    // A deletes a whole directory tree.
+    std::fs::remove_dir_all(fa.join("deep")).expect("rm -r");
+    assert_converges(&p, "a removed tree is removed");
+    assert!(!fb.join("deep").exists());
+    assert!(wait_until(
+        Duration::from_secs(10),
+        || p.b.status()["folders"][0]["state"] == "idle"
+    ));
+}
