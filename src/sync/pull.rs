@@ -189,6 +189,23 @@ pub fn pull_batch(
     let mut ready = Vec::new();
     let mut done: Vec<LocalChange> = Vec::new();
     let mut folder_fs: HashMap<String, Option<FolderFs>> = HashMap::new();
+    let mut group: Vec<Prepared> = Vec::new();
+    // Content deleted in this batch, by block-list hash: candidates for a rename.
+    let mut renames: HashMap<BlockHash, String> = deletions
+        .iter()
+        .filter_map(|(r, l, _)| {
+            let l = l.as_ref()?;
+            (l.file_type == FileType::File && !l.deleted && !l.blocks.is_empty())
+                .then(|| (l.blocks_hash(), r.name.clone()))
+        })
+        .filter(|(_, n)| {
+            disk_matches(
+                &fs,
+                reader.get_local(&folder.id, n).ok().flatten().as_ref(),
+                n,
+            )
+        })
+        .collect();
     for (remote, local, dev) in updates.into_iter().chain(deletions) {
         let name = remote.name.clone();
         if !disk_matches(&fs, local.as_ref(), &name) {
@@ -215,24 +232,31 @@ pub fn pull_batch(
                 .and_then(|()| stat_change(&fs, &remote))
                 .map(|c| done.push(c)),
             (false, FileType::File) => {
-                let conn = shared.connection(&dev);
-                assemble(
-                    shared,
-                    &config,
-                    &fs,
-                    &reader,
-                    &mut folder_fs,
-                    folder,
-                    &remote,
-                    conn.as_ref(),
-                    &mut report,
-                )
-                .map(|temp| {
-                    ready.push(Ready {
-                        remote: remote.clone(),
-                        temp,
+                if let Some(old) = renames.remove(&remote.blocks_hash())
+                    && !remote.blocks.is_empty()
+                {
+                    // The same content was deleted under another name in this batch: a
+                    // rename on the other side. Move it instead of copying it.
+                    fs.rename(&old, &name)
+                        .and_then(|()| finish_in_place(&fs, folder, &remote))
+                        .map(|c| done.push(c))
+                } else {
+                    prepare(
+                        &fs,
+                        &config,
+                        &reader,
+                        &mut folder_fs,
+                        &remote,
+                        dev,
+                        &mut report,
+                    )
+                    .map(|p| {
+                        group.push(p);
+                        if group.len() >= GROUP_FILES {
+                            fetch_group(shared, folder, &mut group, &mut ready, &mut report);
+                        }
                     })
-                })
+                }
             }
         };
         if let Err(e) = result {
@@ -240,6 +264,7 @@ pub fn pull_batch(
             report.failed.push((name, e.to_string()));
         }
     }
+    fetch_group(shared, folder, &mut group, &mut ready, &mut report);
     // One durability point for the whole batch, then the renames (invariant 1: a file in
     // place is always complete and durable).
     if !ready.is_empty() {
@@ -336,19 +361,30 @@ fn delete(fs: &FolderFs, remote: &FileInfo, local: Option<&FileInfo>) -> io::Res
     }
 }
 
-/// Builds `remote` in its temp file; returns the temp name.
-#[allow(clippy::too_many_arguments)]
-fn assemble(
-    shared: &Arc<Shared>,
-    config: &crate::config::Config,
+/// Files assembled together: their missing blocks are requested in one pipeline, so many
+/// small files cost one round trip per window, not one each.
+const GROUP_FILES: usize = 256;
+
+/// A file whose temp file is open, with the blocks still to fetch from a peer.
+struct Prepared {
+    remote: FileInfo,
+    temp: String,
+    file: std::fs::File,
+    missing: Vec<(u64, BlockInfo)>,
+    device: DeviceId,
+}
+
+/// Opens the temp file for `remote` and fills in what is already there (a resumed pull)
+/// and what local files hold; lists the rest.
+fn prepare(
     fs: &FolderFs,
+    config: &crate::config::Config,
     reader: &Reader,
     folder_fs: &mut HashMap<String, Option<FolderFs>>,
-    folder: &FolderConfig,
     remote: &FileInfo,
-    conn: Option<&ConnHandle>,
+    device: DeviceId,
     report: &mut PullReport,
-) -> io::Result<String> {
+) -> io::Result<Prepared> {
     let (file, temp) = fs.open_temp(&remote.name)?;
     let existing = file.metadata()?.len();
     let mut buf = Vec::new();
@@ -371,18 +407,162 @@ fn assemble(
         }
         missing.push((here, *b));
     }
-    if !missing.is_empty() {
-        let conn = conn
-            .ok_or_else(|| io::Error::other("the device that has this version is not connected"))?;
-        fetch(shared, conn, folder, remote, &file, missing, report)?;
-    }
-    file.set_len(remote.size)?;
-    file.set_permissions(std::fs::Permissions::from_mode(perms(
+    Ok(Prepared {
+        remote: remote.clone(),
+        temp,
+        file,
+        missing,
+        device,
+    })
+}
+
+/// Sets size, permissions and mtime of a complete temp file.
+fn finish_temp(fs: &FolderFs, folder: &FolderConfig, p: &Prepared) -> io::Result<()> {
+    p.file.set_len(p.remote.size)?;
+    p.file
+        .set_permissions(std::fs::Permissions::from_mode(perms(
+            folder, &p.remote, 0o644,
+        )))?;
+    fs.set_mtime(&p.temp, p.remote.modified_ns)
+}
+
+/// Metadata of a file moved into place by a rename.
+fn finish_in_place(
+    fs: &FolderFs,
+    folder: &FolderConfig,
+    remote: &FileInfo,
+) -> io::Result<LocalChange> {
+    let f = fs.open_read(&remote.name)?;
+    f.set_permissions(std::fs::Permissions::from_mode(perms(
         folder, remote, 0o644,
     )))?;
-    drop(file);
-    fs.set_mtime(&temp, remote.modified_ns)?;
-    Ok(temp)
+    drop(f);
+    fs.set_mtime(&remote.name, remote.modified_ns)?;
+    stat_change(fs, remote)
+}
+
+/// Fetches every missing block of the group, keeping up to the window in flight per
+/// device; complete files go to `ready`, failed ones to the report.
+fn fetch_group(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    group: &mut Vec<Prepared>,
+    ready: &mut Vec<Ready>,
+    report: &mut PullReport,
+) {
+    let Ok(fs) = FolderFs::open(&folder.path) else {
+        for p in group.drain(..) {
+            report
+                .failed
+                .push((p.remote.name, "cannot open the folder".into()));
+        }
+        return;
+    };
+    let mut failed: HashMap<usize, String> = HashMap::new();
+    let mut queue: VecDeque<(usize, u64, BlockInfo, u32)> = VecDeque::new();
+    for (i, p) in group.iter().enumerate() {
+        for (off, b) in &p.missing {
+            queue.push_back((i, *off, *b, 0));
+        }
+    }
+    type Waiting = (
+        usize,
+        u64,
+        BlockInfo,
+        u32,
+        tokio::sync::oneshot::Receiver<crate::protocol::Response>,
+    );
+    let mut inflight: VecDeque<Waiting> = VecDeque::new();
+    let mut bytes_out = 0u64;
+    let mut conns: HashMap<DeviceId, Option<ConnHandle>> = HashMap::new();
+    while !queue.is_empty() || !inflight.is_empty() {
+        while let Some((i, off, b, tries)) = queue.front().copied() {
+            if !inflight.is_empty() && bytes_out + u64::from(b.size) > super::PULL_WINDOW_BYTES {
+                break;
+            }
+            queue.pop_front();
+            if failed.contains_key(&i) {
+                continue;
+            }
+            let p = &group[i];
+            let conn = conns
+                .entry(p.device)
+                .or_insert_with(|| shared.connection(&p.device))
+                .clone();
+            let Some(conn) = conn else {
+                failed.insert(
+                    i,
+                    "the device that has this version is not connected".into(),
+                );
+                continue;
+            };
+            let id = conn.sync.next_id();
+            let rx = conn.sync.expect_block(id);
+            let req = Message::Request(Request {
+                id,
+                folder: folder.id.clone(),
+                name: p.remote.name.clone(),
+                offset: off,
+                size: b.size,
+                hash: b.hash,
+            });
+            if conn.tx.blocking_send(req).is_err() {
+                failed.insert(i, "the connection to the device closed".into());
+                continue;
+            }
+            bytes_out += u64::from(b.size);
+            inflight.push_back((i, off, b, tries, rx));
+        }
+        let Some((i, off, b, tries, rx)) = inflight.pop_front() else {
+            break;
+        };
+        bytes_out -= u64::from(b.size);
+        let Ok(resp) = rx.blocking_recv() else {
+            failed.insert(i, "the connection to the device closed".into());
+            continue;
+        };
+        let p = &group[i];
+        let good = resp.code == ResponseCode::Ok
+            && resp.data.len() == b.size as usize
+            && BlockHash::of(&resp.data) == b.hash;
+        if good {
+            if let Err(e) = p.file.write_all_at(&resp.data, off) {
+                failed.insert(i, e.to_string());
+            }
+            report.bytes_from_peers += u64::from(b.size);
+            continue;
+        }
+        if resp.code == ResponseCode::Ok {
+            // Invariant 2: a block whose hash does not match is never written.
+            report.bad_blocks += 1;
+            warn!(name = %p.remote.name, offset = off, "received a block with a wrong hash; discarded");
+        }
+        let retry = tries < 2 && matches!(resp.code, ResponseCode::Ok | ResponseCode::Generic);
+        if retry {
+            queue.push_back((i, off, b, tries + 1));
+        } else {
+            failed.insert(
+                i,
+                format!(
+                    "the device could not supply the block at offset {off} ({:?})",
+                    resp.code
+                ),
+            );
+        }
+    }
+    for (i, p) in group.drain(..).enumerate() {
+        if let Some(e) = failed.remove(&i) {
+            report.failed.push((p.remote.name, e));
+            continue;
+        }
+        match finish_temp(&fs, folder, &p) {
+            Ok(()) => ready.push(Ready {
+                remote: p.remote,
+                temp: p.temp,
+            }),
+            Err(e) => report.failed.push((p.remote.name, e.to_string())),
+        }
+    }
 }
 
 /// A block from any local file that holds it, verified.
@@ -413,76 +593,6 @@ fn local_block(
         }
     }
     None
-}
-
-/// Requests `missing` blocks from the peer, keeping the window full, verifying each.
-fn fetch(
-    shared: &Arc<Shared>,
-    conn: &ConnHandle,
-    folder: &FolderConfig,
-    remote: &FileInfo,
-    file: &std::fs::File,
-    missing: Vec<(u64, BlockInfo)>,
-    report: &mut PullReport,
-) -> io::Result<()> {
-    let mut queue: VecDeque<(u64, BlockInfo, u32)> =
-        missing.into_iter().map(|(o, b)| (o, b, 0)).collect();
-    let mut inflight: VecDeque<(
-        u64,
-        BlockInfo,
-        u32,
-        tokio::sync::oneshot::Receiver<crate::protocol::Response>,
-    )> = VecDeque::new();
-    let mut bytes_out = 0u64;
-    let closed = || io::Error::other("the connection to the device closed");
-    while !queue.is_empty() || !inflight.is_empty() {
-        while let Some((off, b, tries)) = queue.front().copied() {
-            if !inflight.is_empty() && bytes_out + u64::from(b.size) > super::PULL_WINDOW_BYTES {
-                break;
-            }
-            queue.pop_front();
-            let id = conn.sync.next_id();
-            let rx = conn.sync.expect_block(id);
-            let req = Message::Request(Request {
-                id,
-                folder: folder.id.clone(),
-                name: remote.name.clone(),
-                offset: off,
-                size: b.size,
-                hash: b.hash,
-            });
-            conn.tx.blocking_send(req).map_err(|_| closed())?;
-            bytes_out += u64::from(b.size);
-            inflight.push_back((off, b, tries, rx));
-        }
-        let Some((off, b, tries, rx)) = inflight.pop_front() else {
-            break;
-        };
-        bytes_out -= u64::from(b.size);
-        let resp = rx.blocking_recv().map_err(|_| closed())?;
-        let good = resp.code == ResponseCode::Ok
-            && resp.data.len() == b.size as usize
-            && BlockHash::of(&resp.data) == b.hash;
-        if good {
-            file.write_all_at(&resp.data, off)?;
-            report.bytes_from_peers += u64::from(b.size);
-            continue;
-        }
-        if resp.code == ResponseCode::Ok {
-            // Invariant 2: a block whose hash does not match is never written.
-            report.bad_blocks += 1;
-            warn!(name = %remote.name, offset = off, "received a block with a wrong hash; discarded");
-        }
-        if tries >= 2 || resp.code != ResponseCode::Ok && resp.code != ResponseCode::Generic {
-            let _ = shared;
-            return Err(io::Error::other(format!(
-                "the device could not supply the block at offset {off} ({:?})",
-                resp.code
-            )));
-        }
-        queue.push_back((off, b, tries + 1));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

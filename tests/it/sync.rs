@@ -146,3 +146,68 @@ fn a_tree_converges_both_ways_with_edits_and_deletions() {
         || p.b.status()["folders"][0]["state"] == "idle"
     ));
 }
+
+/// Pseudo-random bytes (xorshift), fast enough for tens of MiB in a test.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Bytes B has received from A since the service started.
+fn b_in(p: &SyncPair) -> u64 {
+    let ida = p.a.id();
+    p.b.status()["devices"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["id"] == ida.as_str()))
+        .and_then(|d| d["in_bytes_total"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_renamed_file_costs_almost_nothing_on_the_wire() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    std::fs::create_dir_all(fa.join("from")).expect("mkdir");
+    std::fs::create_dir_all(fa.join("to")).expect("mkdir");
+    std::fs::write(fa.join("from/movie.bin"), noise(24 << 20, 7)).expect("write");
+    assert_converges(&p, "24 MiB file synced");
+    let ino_before = std::fs::metadata(p.b.path("f/from/movie.bin"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("ino");
+    let before = b_in(&p);
+    std::fs::rename(fa.join("from/movie.bin"), fa.join("to/movie.bin")).expect("mv");
+    assert_converges(&p, "rename arrives");
+    let cost = b_in(&p) - before;
+    assert!(cost < 64 << 10, "a rename cost {cost} bytes on the wire");
+    let ino_after = std::fs::metadata(p.b.path("f/to/movie.bin"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("ino");
+    assert_eq!(ino_before, ino_after, "moved with rename(2), not copied");
+}
+
+#[test]
+fn an_insertion_in_a_big_file_costs_only_the_changed_blocks() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    let mut data = noise(64 << 20, 11);
+    std::fs::write(fa.join("disk.img"), &data).expect("write");
+    assert_converges(&p, "64 MiB file synced");
+    let before = b_in(&p);
+    data.insert(1000, b'!');
+    data.insert(32 << 20, b'?');
+    std::fs::write(fa.join("disk.img"), &data).expect("write");
+    assert_converges(&p, "edited file arrives");
+    let cost = b_in(&p) - before;
+    assert!(
+        cost < 512 << 10,
+        "two one-byte insertions cost {cost} bytes on the wire"
+    );
+}
