@@ -211,3 +211,44 @@ fn an_insertion_in_a_big_file_costs_only_the_changed_blocks() {
         "two one-byte insertions cost {cost} bytes on the wire"
     );
 }
+
+fn temp_files(root: &Path) -> Vec<String> {
+    tree(root)
+        .into_keys()
+        .filter(|n| {
+            n.rsplit('/')
+                .next()
+                .unwrap_or("")
+                .starts_with(".shoal-tmp-")
+        })
+        .collect()
+}
+
+#[test]
+fn a_pull_killed_midway_resumes_and_leaves_no_temp_file() {
+    let mut p = sync_pair();
+    // B stops; A gets a big file; B starts pulling it and is killed halfway.
+    p.sb.kill();
+    let fa = p.a.path("f");
+    std::fs::write(fa.join("big.bin"), noise(256 << 20, 3)).expect("write");
+    p.a.run(&["rescan", "f"]).ok();
+    p.sb = p.b.serve();
+    let temp = p.b.path("f/.shoal-tmp-big.bin");
+    let started = wait_until(Duration::from_secs(60), || {
+        std::fs::metadata(&temp)
+            .map(|m| m.len() > 16 << 20)
+            .unwrap_or(false)
+    });
+    assert!(started, "pull began: {}", p.sb.log());
+    p.sb.kill();
+    assert!(!p.b.path("f/big.bin").exists(), "no partial file in place");
+    p.sb = p.b.serve();
+    let ok = wait_until(Duration::from_secs(120), || converged(&p));
+    assert!(ok, "converged after restart: {}", p.sb.log());
+    assert_eq!(temp_files(&p.b.path("f")), Vec::<String>::new());
+    let second_run = b_in(&p);
+    assert!(
+        second_run < (256 << 20) - (16 << 20),
+        "the restarted pull fetched {second_run} bytes: it did not resume from the temp file"
+    );
+}
