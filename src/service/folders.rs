@@ -112,6 +112,8 @@ fn set_state(shared: &Shared, folder: &str, state: &str, error: Option<String>) 
 /// How long the watcher waits for a burst of changes to settle before scanning: short,
 /// so a single saved file propagates in well under the 150 ms target.
 const WATCH_SETTLE: Duration = Duration::from_millis(20);
+/// Names handed to the puller at once.
+const PULL_BATCH: usize = 2000;
 /// A burst that keeps going is still scanned at least this often.
 const WATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 
@@ -155,7 +157,11 @@ async fn run_folder(
     let mut next_full = tokio::time::Instant::now() + interval;
     loop {
         if !pending_pull.is_empty() && changed.is_empty() {
-            let names: Vec<String> = std::mem::take(&mut pending_pull).into_iter().collect();
+            // Bounded batches keep memory flat however much a peer has for us.
+            let names: Vec<String> = pending_pull.iter().take(PULL_BATCH).cloned().collect();
+            for n in &names {
+                pending_pull.remove(n);
+            }
             pull(&shared, &folder, names, &cancel).await;
             continue;
         }
@@ -416,6 +422,7 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
                 .and_then(|r| r.local_counts(&f.id).ok())
                 .unwrap_or((0, 0));
             let rt = states.get(&f.id).cloned().unwrap_or_default();
+            let (need_files, need_bytes) = (rt.need_files, rt.need_bytes);
             let (state, error) = if f.paused {
                 ("paused".to_string(), None)
             } else if rt.state.is_empty() {
@@ -430,7 +437,7 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
                 "id": f.id, "label": f.label, "path": f.path, "mode": f.mode.as_str(),
                 "state": state, "error": error,
                 "local_files": files, "local_bytes": bytes,
-                "need_files": 0, "need_bytes": 0,
+                "need_files": need_files, "need_bytes": need_bytes,
             })
         })
         .collect();

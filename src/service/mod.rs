@@ -77,6 +77,9 @@ struct Traffic {
 pub struct FolderRuntime {
     pub state: String,
     pub error: Option<String>,
+    /// Regular files (and their bytes) this device still has to fetch or apply.
+    pub need_files: u64,
+    pub need_bytes: u64,
 }
 
 /// What every part of the running service shares.
@@ -302,6 +305,23 @@ impl Shared {
     /// The live connection to a device.
     pub fn connection(&self, id: &DeviceId) -> Option<ConnHandle> {
         lock(&self.conns).get(id).cloned()
+    }
+
+    /// Records what a folder still needs, and tells subscribers.
+    pub fn set_need(&self, folder: &str, files: u64, bytes: u64) {
+        let mut map = lock(&self.folders);
+        let e = map.entry(folder.to_string()).or_default();
+        if (e.need_files, e.need_bytes) == (files, bytes) {
+            return;
+        }
+        e.need_files = files;
+        e.need_bytes = bytes;
+        drop(map);
+        self.emit(Event::SyncProgress {
+            folder: folder.to_string(),
+            need_files: files,
+            need_bytes: bytes,
+        });
     }
 
     /// Queues names for the folder's puller.

@@ -96,7 +96,15 @@ pub struct PullReport {
 struct Ready {
     remote: FileInfo,
     temp: String,
+    /// Kept open only while the batch is small enough to fsync file by file.
+    file: Option<std::fs::File>,
 }
+
+/// Up to this many files a batch fsyncs each file; above, one `syncfs` for the batch.
+/// `syncfs` flushes every dirty page of the file system, which can take long on a busy
+/// disk: a single saved file must not wait for that, while thousands of small files must
+/// not pay one fsync each.
+const FSYNC_EACH_MAX: usize = 16;
 
 /// Pulls `names` of `folder`. Blocking: runs on a blocking thread.
 pub fn pull_batch(
@@ -181,6 +189,18 @@ pub fn pull_batch(
             Need::Pull => work.push((remote, local, dev)),
         }
     }
+    let need_of = |w: &[(FileInfo, Option<FileInfo>, DeviceId)]| {
+        w.iter()
+            .filter(|(r, _, _)| !r.deleted && r.file_type == FileType::File)
+            .fold((0u64, 0u64), |(n, b), (r, _, _)| (n + 1, b + r.size))
+    };
+    let (nf, nb) = need_of(&work);
+    shared.set_need(&folder.id, nf, nb);
+    let sizes: HashMap<String, u64> = work
+        .iter()
+        .filter(|(r, _, _)| !r.deleted && r.file_type == FileType::File)
+        .map(|(r, _, _)| (r.name.clone(), r.size))
+        .collect();
     // Parents before children for what appears, children before parents for deletions.
     let (mut deletions, mut updates): (Vec<_>, Vec<_>) =
         work.into_iter().partition(|(r, _, _)| r.deleted);
@@ -268,7 +288,15 @@ pub fn pull_batch(
     // One durability point for the whole batch, then the renames (invariant 1: a file in
     // place is always complete and durable).
     if !ready.is_empty() {
-        if let Err(e) = fs.syncfs() {
+        let synced = if ready.len() <= FSYNC_EACH_MAX {
+            ready
+                .iter()
+                .filter_map(|r| r.file.as_ref())
+                .try_for_each(std::fs::File::sync_data)
+        } else {
+            fs.syncfs()
+        };
+        if let Err(e) = synced {
             for r in ready.drain(..) {
                 report
                     .failed
@@ -286,6 +314,14 @@ pub fn pull_batch(
             }
         }
     }
+    let left = report
+        .failed
+        .iter()
+        .map(|(n, _)| n)
+        .chain(report.rescan.iter())
+        .filter_map(|n| sizes.get(n))
+        .fold((0u64, 0u64), |(n, b), s| (n + 1, b + s));
+    shared.set_need(&folder.id, left.0, left.1);
     if !done.is_empty() {
         match shared.db.apply_pulled(&folder.id, done) {
             Ok(applied) => report.applied.extend(applied),
@@ -556,10 +592,17 @@ fn fetch_group(
             continue;
         }
         match finish_temp(&fs, folder, &p) {
-            Ok(()) => ready.push(Ready {
-                remote: p.remote,
-                temp: p.temp,
-            }),
+            Ok(()) => {
+                ready.push(Ready {
+                    remote: p.remote,
+                    temp: p.temp,
+                    file: Some(p.file),
+                });
+                if ready.len() > FSYNC_EACH_MAX {
+                    // syncfs will do: don't hold thousands of descriptors open.
+                    ready.iter_mut().for_each(|r| r.file = None);
+                }
+            }
             Err(e) => report.failed.push((p.remote.name, e.to_string())),
         }
     }
