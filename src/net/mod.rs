@@ -377,10 +377,29 @@ async fn run_connection<S>(
                             }
                         }
                         Message::Request(r) => {
-                            crate::sync::serve::answer_block(&shared, peer, r, tx.clone())
+                            let n = conn
+                                .sync
+                                .serving
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if n >= crate::protocol::MAX_REQUESTS_IN_FLIGHT {
+                                return Err(ConnError::Refused(
+                                    "more requests in flight than the protocol allows".into(),
+                                ));
+                            }
+                            crate::sync::serve::answer_block(&shared, peer, &conn, r)
                         }
                         Message::BlockListRequest(r) => {
-                            crate::sync::serve::answer_list(&shared, peer, r, tx.clone())
+                            let n = conn
+                                .sync
+                                .serving_lists
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if n >= crate::protocol::MAX_LIST_REQUESTS_IN_FLIGHT {
+                                return Err(ConnError::Refused(
+                                    "more block-list requests in flight than the protocol allows"
+                                        .into(),
+                                ));
+                            }
+                            crate::sync::serve::answer_list(&shared, peer, &conn, r)
                         }
                         Message::ClusterConfig(cc) => {
                             shared.handle_cluster_config(&peer, &conn, cc)

@@ -55,19 +55,72 @@ fn block(bytes: &[u8]) -> BlockInfo {
 }
 
 /// Why hashing a stream stopped early.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HashError {
+    #[error(transparent)]
     Io(io::Error),
     /// `should_stop` returned true.
+    #[error("stopped before the end")]
     Stopped,
 }
 
-/// A reusable read buffer: one per hashing worker, so memory stays bounded by the number
-/// of workers, never by file sizes.
+/// Reusable read buffers: one hasher per hashing worker, so memory stays bounded by the
+/// number of workers (2 × the buffer size each), never by file sizes.
 pub struct BlockHasher {
-    buf: Vec<u8>,
-    /// `(offset, length)` of the chunks of the current buffer; kept to reuse its allocation.
+    /// Two buffers: while the blocks of one are hashed, the next is read and cut.
+    bufs: [Round; 2],
+}
+
+/// One buffer's worth of a stream.
+#[derive(Default)]
+struct Round {
+    data: Vec<u8>,
+    filled: usize,
+    /// `(offset, length)` of the chunks to hash now: all of them at the end of the stream,
+    /// else all but the last, which may be cut short by the buffer's end rather than by
+    /// the content and is carried over to the next round.
     cuts: Vec<(usize, usize)>,
+    eof: bool,
+}
+
+impl Round {
+    /// Fills the buffer (after `carry`, the previous round's unfinished chunk) and cuts it.
+    fn fill(&mut self, carry: &[u8], reader: &mut impl Read) -> io::Result<()> {
+        self.data[..carry.len()].copy_from_slice(carry);
+        self.filled = carry.len();
+        while self.filled < self.data.len() && !self.eof {
+            match reader.read(&mut self.data[self.filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.cuts.clear();
+        let data = &self.data[..self.filled];
+        self.cuts.extend(
+            FastCDC::new(data, MIN_BLOCK, AVG_BLOCK, MAX_BLOCK).map(|c| (c.offset, c.length)),
+        );
+        // A full buffer is at least 2 × MAX_BLOCK long, so at least one chunk is complete.
+        if !self.eof {
+            self.cuts.pop();
+        }
+        Ok(())
+    }
+
+    /// Bytes covered by the chunks to hash now.
+    fn consumed(&self) -> usize {
+        self.cuts.last().map_or(0, |&(o, l)| o + l)
+    }
+
+    fn hash(&self) -> Vec<BlockInfo> {
+        let one = |&(o, l): &(usize, usize)| block(&self.data[o..o + l]);
+        if self.cuts.len() < PAR_MIN_BLOCKS {
+            self.cuts.iter().map(one).collect()
+        } else {
+            self.cuts.par_iter().map(one).collect()
+        }
+    }
 }
 
 impl Default for BlockHasher {
@@ -80,80 +133,58 @@ impl BlockHasher {
     /// A hasher reading `size` bytes per round (at least 2 × MAX_BLOCK).
     pub fn with_buffer(size: usize) -> Self {
         let size = size.max(2 * MAX_BLOCK);
+        let round = || Round {
+            data: vec![0; size],
+            ..Round::default()
+        };
         Self {
-            buf: vec![0; size],
-            cuts: Vec::new(),
+            bufs: [round(), round()],
         }
     }
 
     /// Reads `reader` to its end and returns its blocks and its length. `on_bytes` is told
     /// how many bytes each round hashed; `should_stop` is asked between rounds.
+    ///
+    /// FastCDC finds cut points one after the other, so it cannot be split across cores;
+    /// instead, the next buffer is read and cut while the blocks of this one are hashed in
+    /// parallel.
     pub fn hash_reader(
         &mut self,
-        mut reader: impl Read,
+        mut reader: impl Read + Send,
         on_bytes: &mut dyn FnMut(u64),
         should_stop: &dyn Fn() -> bool,
     ) -> Result<(Vec<BlockInfo>, u64), HashError> {
+        let [cur, next] = &mut self.bufs;
+        cur.eof = false;
+        next.eof = false;
+        cur.fill(&[], &mut reader).map_err(HashError::Io)?;
         let mut blocks = Vec::new();
         let mut total = 0u64;
-        // Bytes at the front of `buf` carried over from the previous round.
-        let mut filled = 0usize;
-        let mut eof = false;
         loop {
             if should_stop() {
                 return Err(HashError::Stopped);
             }
-            while filled < self.buf.len() && !eof {
-                match reader.read(&mut self.buf[filled..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(HashError::Io(e)),
-                }
-            }
-            if filled == 0 {
-                break;
-            }
-            let data = &self.buf[..filled];
-            self.cuts.clear();
-            self.cuts.extend(
-                FastCDC::new(data, MIN_BLOCK, AVG_BLOCK, MAX_BLOCK).map(|c| (c.offset, c.length)),
+            let consumed = cur.consumed();
+            let done = cur.eof;
+            let (hashed, read) = rayon::join(
+                || cur.hash(),
+                || {
+                    if done {
+                        Ok(())
+                    } else {
+                        next.fill(&cur.data[consumed..cur.filled], &mut reader)
+                    }
+                },
             );
-            // The last chunk of a buffer may be cut short by the buffer's end, not by the
-            // content: keep it for the next round unless the stream has ended. A full
-            // buffer is at least 2 × MAX_BLOCK long, so at least one chunk is complete.
-            let keep = if eof {
-                self.cuts.len()
-            } else {
-                self.cuts.len() - 1
-            };
-            let cuts = &self.cuts[..keep];
-            if cuts.len() < PAR_MIN_BLOCKS {
-                blocks.extend(cuts.iter().map(|&(o, l)| block(&data[o..o + l])));
-            } else {
-                let start = blocks.len();
-                blocks.resize(
-                    start + cuts.len(),
-                    BlockInfo {
-                        hash: BlockHash([0; 32]),
-                        size: 0,
-                    },
-                );
-                blocks[start..]
-                    .par_iter_mut()
-                    .zip(cuts.par_iter())
-                    .for_each(|(b, &(o, l))| *b = block(&data[o..o + l]));
-            }
-            let consumed = cuts.last().map_or(0, |&(o, l)| o + l);
+            blocks.extend(hashed);
             total += consumed as u64;
             on_bytes(consumed as u64);
-            self.buf.copy_within(consumed..filled, 0);
-            filled -= consumed;
-            if eof && filled == 0 {
-                break;
+            read.map_err(HashError::Io)?;
+            if done {
+                return Ok((blocks, total));
             }
+            std::mem::swap(cur, next);
         }
-        Ok((blocks, total))
     }
 }
 

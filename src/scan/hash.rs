@@ -28,7 +28,7 @@ pub(super) fn hash_files(ctx: &Ctx<'_>, mut jobs: Vec<HashJob>) {
         return;
     }
     // Largest first: the pool is not left waiting on one big file at the end.
-    jobs.sort_unstable_by(|a, b| b.size.cmp(&a.size));
+    jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.size));
     let root_fd = rustix::fs::open(
         ctx.root,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,

@@ -12,16 +12,11 @@
 //! matches it: the scanner never descends into an ignored directory, and `is_ignored`
 //! answers the same way.
 
-use crate::config::MARKER_DIR;
+use crate::protocol::name::{IGNORE_FILE, MARKER_COMPONENT, TEMP_PREFIX};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::io;
 use std::path::{Path, PathBuf};
 use unicode_normalization::UnicodeNormalization;
-
-/// The ignore file, at the folder root.
-pub const IGNORE_FILE: &str = ".shoalignore";
-/// Files the sync engine writes before renaming them into place start with this.
-pub const TEMP_PREFIX: &str = ".shoal-tmp-";
 
 /// Why the ignore file could not be used. The scan stops on it: guessing could sync a file
 /// the user meant to keep private.
@@ -39,15 +34,14 @@ pub enum IgnoreError {
     },
 }
 
-/// True for the names Shoal keeps for itself and never indexes nor syncs: the root
-/// `.shoalignore`, any `.shoal` directory (the root one is this folder's marker; a nested
-/// one marks another folder, whose state must not travel) and everything in it, and the
-/// sync engine's `.shoal-tmp-*` files at any depth.
+/// True for the names Shoal keeps for itself and never indexes nor syncs, the same ones
+/// `protocol::name::validate_name` refuses from peers: the root `.shoalignore`, the root
+/// `.shoal` marker directory and everything in it, and the sync engine's `.shoal-tmp-*`
+/// files at any depth. (A `.shoal` further down is an ordinary directory.)
 pub fn is_internal(name: &str) -> bool {
     name == IGNORE_FILE
-        || name
-            .split('/')
-            .any(|c| c == MARKER_DIR || c.starts_with(TEMP_PREFIX))
+        || name.split('/').next() == Some(MARKER_COMPONENT)
+        || name.split('/').any(|c| c.starts_with(TEMP_PREFIX))
 }
 
 /// A folder's ignore rules.
@@ -145,16 +139,21 @@ mod tests {
             ".shoalignore",
             ".shoal",
             ".shoal/state",
-            "a/.shoal",
-            "a/.shoal/x",
             ".shoal-tmp-1",
             "a/b/.shoal-tmp-xyz",
+            "a/.shoal-tmp-dir/x",
         ] {
             assert!(is_internal(name), "{name}");
+            assert!(
+                crate::protocol::name::validate_name(name).is_err(),
+                "{name}"
+            );
             assert!(Ignores::empty().is_ignored(name, false), "{name}");
         }
         for name in [
             "a/.shoalignore",
+            "a/.shoal",
+            "a/.shoal/x",
             ".shoalx",
             "x.shoal",
             ".shoal-tmp",
@@ -162,6 +161,7 @@ mod tests {
             ".hidden",
         ] {
             assert!(!is_internal(name), "{name}");
+            assert_eq!(crate::protocol::name::validate_name(name), Ok(()), "{name}");
             assert!(!Ignores::empty().is_ignored(name, false), "{name}");
         }
     }

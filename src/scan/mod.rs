@@ -11,8 +11,8 @@
 //! - regular files (blocks: FastCDC 2020, 8/32/128 KiB, BLAKE3), directories (no blocks)
 //!   and symlinks (the link's target as stored, never followed);
 //! - hidden files too: `.gitignore` has no effect; only the root `.shoalignore` counts
-//!   (see [`ignores`](Ignores)). Shoal's own names are never indexed: the root
-//!   `.shoalignore`, any `.shoal/` directory, any `.shoal-tmp-*` file ([`is_internal`]).
+//!   (see [`Ignores`]). Shoal's own names are never indexed: the root `.shoalignore`, the
+//!   root `.shoal/` marker, any `.shoal-tmp-*` file ([`is_internal`]).
 //!
 //! What is skipped and reported in [`ScanSummary::errors`] (the scan goes on):
 //! - names that are not valid UTF-8, and names not in Unicode NFC form ("name is not in
@@ -53,7 +53,7 @@ mod tests;
 pub use chunker::{
     AVG_BLOCK, BlockHasher, HashError, MAX_BLOCK, MIN_BLOCK, READ_BUFFER, blocks_of,
 };
-pub use ignores::{IGNORE_FILE, IgnoreError, Ignores, TEMP_PREFIX, is_internal};
+pub use ignores::{IgnoreError, Ignores, is_internal};
 
 pub use crate::db::{LocalChange, ScanState};
 use crossbeam_channel::RecvTimeoutError;

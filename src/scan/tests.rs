@@ -196,6 +196,8 @@ fn hidden_files_are_synced_gitignore_has_no_effect_and_own_names_never_are() {
             "sub",
             "sub/.gitignore",
             "sub/.ignore",
+            "sub/.shoal",
+            "sub/.shoal/z",
             "sub/kept.txt"
         ]
     );
@@ -429,7 +431,7 @@ fn the_deletion_rule() {
         ctime_ns: 1,
         symlink_target: String::new(),
     };
-    let ignores = Ignores::parse("*.log\n", Path::new(IGNORE_FILE)).expect("rules");
+    let ignores = Ignores::parse("*.log\n", Path::new(".shoalignore")).expect("rules");
     let mut protected = Protected::default();
     protected.add("unreadable".to_string());
     let rule = |name: &str, st: &ScanState, on_disk: Presence| {

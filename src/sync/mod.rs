@@ -37,6 +37,10 @@ pub struct ConnSync {
     lists: Mutex<HashMap<u64, mpsc::UnboundedSender<BlockList>>>,
     /// Folder ID → the running index sender's token.
     pub senders: Mutex<HashMap<String, CancellationToken>>,
+    /// The peer's requests we are still answering (bounded by the protocol).
+    pub serving: std::sync::atomic::AtomicUsize,
+    /// The peer's block-list requests we are still answering.
+    pub serving_lists: std::sync::atomic::AtomicUsize,
     /// The peer's last cluster config: where it stands in our indexes.
     pub peer_cc: Mutex<Option<crate::protocol::ClusterConfig>>,
 }

@@ -513,7 +513,10 @@ fn fetch_group(
     let mut conns: HashMap<DeviceId, Option<ConnHandle>> = HashMap::new();
     while !queue.is_empty() || !inflight.is_empty() {
         while let Some((i, off, b, tries)) = queue.front().copied() {
-            if !inflight.is_empty() && bytes_out + u64::from(b.size) > super::PULL_WINDOW_BYTES {
+            if !inflight.is_empty()
+                && (bytes_out + u64::from(b.size) > super::PULL_WINDOW_BYTES
+                    || inflight.len() >= crate::protocol::MAX_REQUESTS_IN_FLIGHT)
+            {
                 break;
             }
             queue.pop_front();

@@ -2,6 +2,7 @@
 
 use super::fsops::FolderFs;
 use crate::identity::DeviceId;
+use crate::net::ConnHandle;
 use crate::protocol::{
     BlockHash, BlockList, BlockListRequest, Message, Request, Response, ResponseCode,
     block_list_parts, validate_name,
@@ -9,12 +10,14 @@ use crate::protocol::{
 use crate::service::Shared;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::sync::atomic::Ordering;
 use tracing::{debug, info};
 
 /// Answers one block request on a blocking thread.
-pub fn answer_block(shared: &Arc<Shared>, peer: DeviceId, req: Request, tx: mpsc::Sender<Message>) {
+pub fn answer_block(shared: &Arc<Shared>, peer: DeviceId, conn: &ConnHandle, req: Request) {
     let s = shared.clone();
+    let tx = conn.tx.clone();
+    let sync = conn.sync.clone();
     shared.tasks.spawn(async move {
         let id = req.id;
         let s2 = s.clone();
@@ -31,6 +34,7 @@ pub fn answer_block(shared: &Arc<Shared>, peer: DeviceId, req: Request, tx: mpsc
         let _ = tx
             .send(Message::Response(Response { id, code, data }))
             .await;
+        sync.serving.fetch_sub(1, Ordering::Relaxed);
     });
 }
 
@@ -96,13 +100,10 @@ fn read_block(shared: &Arc<Shared>, peer: DeviceId, req: &Request) -> (ResponseC
 }
 
 /// Answers a block-list request from the index.
-pub fn answer_list(
-    shared: &Arc<Shared>,
-    peer: DeviceId,
-    req: BlockListRequest,
-    tx: mpsc::Sender<Message>,
-) {
+pub fn answer_list(shared: &Arc<Shared>, peer: DeviceId, conn: &ConnHandle, req: BlockListRequest) {
     let s = shared.clone();
+    let tx = conn.tx.clone();
+    let sync = conn.sync.clone();
     shared.tasks.spawn(async move {
         let id = req.id;
         let r = tokio::task::spawn_blocking(move || {
@@ -123,7 +124,7 @@ pub fn answer_list(
             Some(list) => {
                 for part in block_list_parts(id, &list) {
                     if tx.send(part).await.is_err() {
-                        return;
+                        break;
                     }
                 }
             }
@@ -138,5 +139,6 @@ pub fn answer_list(
                     .await;
             }
         }
+        sync.serving_lists.fetch_sub(1, Ordering::Relaxed);
     });
 }
