@@ -41,10 +41,13 @@ const WRITER_CACHE_KIB: i64 = 65536;
 const READER_CACHE_KIB: i64 = 16384;
 
 /// WAL pages (4 KiB) after which a commit copies the WAL back into the database. Bigger
-/// than the default 1000 so a bulk load checkpoints less often; `journal_size_limit` then
-/// truncates the WAL file back so it does not stay at its high-water mark.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 4096;
-const JOURNAL_SIZE_LIMIT: i64 = 32 * 1024 * 1024;
+/// than the default 1000: each checkpoint writes (and fsyncs) every page changed since the
+/// last one, and a bulk load changes the block map's pages all over again in every
+/// transaction, so fewer checkpoints mean fewer writes of the same pages. The WAL file is
+/// truncated back to `JOURNAL_SIZE_LIMIT` after a checkpoint so it does not keep its
+/// high-water mark.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 16384;
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Everything that can go wrong with the index. Messages say what to do.
 #[derive(Debug, thiserror::Error)]
@@ -411,12 +414,6 @@ fn open_writer(path: &Path, local: DeviceId) -> Result<Connection, DbError> {
     // which the vacuum mode could only change by rewriting the file. On a database that
     // has tables it changes nothing.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-    if let Some(ps) = std::env::var("XPAGE")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
-    {
-        conn.pragma_update(None, "page_size", ps)?;
-    }
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(DbError::Failed(format!(
@@ -427,14 +424,7 @@ fn open_writer(path: &Path, local: DeviceId) -> Result<Connection, DbError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", false)?;
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        std::env::var("XWAL")
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(WAL_AUTOCHECKPOINT_PAGES),
-    )?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     store::configure(&conn)?;
@@ -517,8 +507,6 @@ impl Reader {
         self.at(store::get(&self.conn, folder, device, name))
     }
 
-    /// Calls `f` for every local entry of a folder in name order, one at a time. An error
-    /// from `f` stops the walk and is returned.
     /// Calls `f` for every entry of a peer's index of a folder, in name order.
     pub fn for_each_remote<E: From<DbError>>(
         &self,
@@ -537,6 +525,8 @@ impl Reader {
         }
     }
 
+    /// Calls `f` for every local entry of a folder in name order, one at a time. An error
+    /// from `f` stops the walk and is returned.
     pub fn for_each_local<E: From<DbError>>(
         &self,
         folder: &str,

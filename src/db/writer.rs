@@ -2,9 +2,9 @@
 //!
 //! Callers send jobs over a channel and block on a reply channel of their own. The thread
 //! takes every job queued, also those queued while it works, and runs them in ONE
-//! transaction (one fsync of the WAL for
-//! the lot, which is what makes many small batches cheap), each inside a savepoint so that
-//! a failing job is undone alone, and answers each caller once the transaction committed.
+//! transaction (one commit, each page they touch written to the WAL once: what makes many
+//! small batches cheap), each inside a savepoint so that a failing job is undone alone, and
+//! answers each caller once the transaction committed.
 //! It never panics on a SQL error: the caller gets the error. It ends when the last sender
 //! is dropped, after a final checkpoint.
 

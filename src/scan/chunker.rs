@@ -165,24 +165,20 @@ impl BlockHasher {
                 return Err(HashError::Stopped);
             }
             let consumed = cur.consumed();
-            let done = cur.eof;
+            if cur.eof {
+                // The last round (the only one of a small file): nothing to overlap.
+                blocks.extend(cur.hash());
+                on_bytes(consumed as u64);
+                return Ok((blocks, total + consumed as u64));
+            }
             let (hashed, read) = rayon::join(
                 || cur.hash(),
-                || {
-                    if done {
-                        Ok(())
-                    } else {
-                        next.fill(&cur.data[consumed..cur.filled], &mut reader)
-                    }
-                },
+                || next.fill(&cur.data[consumed..cur.filled], &mut reader),
             );
             blocks.extend(hashed);
             total += consumed as u64;
             on_bytes(consumed as u64);
             read.map_err(HashError::Io)?;
-            if done {
-                return Ok((blocks, total));
-            }
             std::mem::swap(cur, next);
         }
     }

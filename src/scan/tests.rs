@@ -709,3 +709,29 @@ fn a_missing_root_is_a_failure() {
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("a file");
     assert!(matches!(err, ScanFailure::NotADirectory { .. }), "{err}");
 }
+
+#[test]
+fn a_folder_root_that_is_a_symlink_is_scanned_through() {
+    let f = Folder::new();
+    f.write("d/x", b"x");
+    let links = tempfile::tempdir().expect("tempdir");
+    let root = links.path().join("root");
+    symlink(f.root(), &root).expect("symlink");
+    let req = ScanRequest {
+        root: &root,
+        prev: &f.index,
+        only: None,
+    };
+    let mut changes = Vec::new();
+    scan(
+        &req,
+        &mut |b: Vec<LocalChange>| -> Result<(), String> {
+            changes.extend(b);
+            Ok(())
+        },
+        &|_| {},
+    )
+    .expect("scan");
+    assert_eq!(names(&changes), ["d", "d/x"]);
+    assert_eq!(find(&changes, "d/x").info.blocks.len(), 1);
+}

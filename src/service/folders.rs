@@ -112,6 +112,9 @@ fn set_state(shared: &Shared, folder: &str, state: &str, error: Option<String>) 
 /// How long the watcher waits for a burst of changes to settle before scanning: short,
 /// so a single saved file propagates in well under the 150 ms target.
 const WATCH_SETTLE: Duration = Duration::from_millis(20);
+/// Backoff of failed pulls.
+const PULL_RETRY_FIRST: Duration = Duration::from_secs(2);
+const PULL_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Names handed to the puller at once.
 const PULL_BATCH: usize = 2000;
 /// A burst that keeps going is still scanned at least this often.
@@ -154,7 +157,12 @@ async fn run_folder(
     let mut pending_pull: std::collections::BTreeSet<String> = Default::default();
     // Entries stored from peers in an earlier run and not yet applied.
     pending_pull.extend(initial_needs(&shared, &folder).await);
+    clean_temp_files(&folder, &pending_pull).await;
     let mut next_full = tokio::time::Instant::now() + interval;
+    // Pulls that failed (disk full, a device gone): tried again later, backing off.
+    let mut retry: std::collections::BTreeSet<String> = Default::default();
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut retry_delay = PULL_RETRY_FIRST;
     loop {
         if !pending_pull.is_empty() && changed.is_empty() {
             // Bounded batches keep memory flat however much a peer has for us.
@@ -162,7 +170,14 @@ async fn run_folder(
             for n in &names {
                 pending_pull.remove(n);
             }
-            pull(&shared, &folder, names, &cancel).await;
+            let failed = pull(&shared, &folder, names, &cancel).await;
+            if !failed.is_empty() {
+                retry.extend(failed);
+                retry_at = Some(tokio::time::Instant::now() + retry_delay);
+                retry_delay = (retry_delay * 2).min(PULL_RETRY_MAX);
+            } else if retry.is_empty() {
+                retry_delay = PULL_RETRY_FIRST;
+            }
             continue;
         }
         let settle = match first_change {
@@ -200,12 +215,38 @@ async fn run_folder(
                 let only = if names.iter().any(String::is_empty) { None } else { Some(names) };
                 let _ = scan_once(&shared, &folder, only, &cancel).await;
             }
+            _ = async { if let Some(t) = retry_at { tokio::time::sleep_until(t).await } else { std::future::pending::<()>().await } } => {
+                retry_at = None;
+                pending_pull.append(&mut retry);
+            }
             _ = tokio::time::sleep_until(next_full) => {
                 let _ = scan_once(&shared, &folder, None, &cancel).await;
+                clean_temp_files(&folder, &pending_pull).await;
                 next_full = tokio::time::Instant::now() + interval;
             }
         }
     }
+}
+
+/// Removes temp files left by interrupted pulls whose file is no longer needed (those of
+/// needed files stay: their blocks resume the pull).
+async fn clean_temp_files(folder: &FolderConfig, needed: &std::collections::BTreeSet<String>) {
+    let path = folder.path.clone();
+    let keep: std::collections::HashSet<String> = needed
+        .iter()
+        .map(|n| crate::sync::fsops::FolderFs::temp_name(n))
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(fs) = crate::sync::fsops::FolderFs::open(&path) else {
+            return;
+        };
+        for t in crate::sync::fsops::find_temp_files(&path) {
+            if !keep.contains(&t) && fs.remove_file(&t).is_ok() {
+                info!(temp = %t, "removed a stale temp file");
+            }
+        }
+    })
+    .await;
 }
 
 /// Remote entries already in the index that are newer than ours (a restart resumes).
@@ -239,18 +280,18 @@ async fn pull(
     folder: &FolderConfig,
     names: Vec<String>,
     cancel: &CancellationToken,
-) {
+) -> Vec<String> {
     if let Err(e) = check_marker(folder) {
         set_state(shared, &folder.id, "error", Some(e.to_string()));
-        return;
+        return names;
     }
     set_state(shared, &folder.id, "syncing", None);
     let s = shared.clone();
     let f = folder.clone();
     let job = tokio::task::spawn_blocking(move || crate::sync::pull::pull_batch(&s, &f, names));
     let report = tokio::select! {
-        _ = cancel.cancelled() => return,
-        r = job => match r { Ok(r) => r, Err(_) => return },
+        _ = cancel.cancelled() => return Vec::new(),
+        r = job => match r { Ok(r) => r, Err(_) => return Vec::new() },
     };
     for f in &report.applied {
         shared.emit(Event::FileChanged {
@@ -275,7 +316,15 @@ async fn pull(
     for (name, e) in &report.failed {
         warn!(%name, error = %e, "pull failed; will retry");
     }
-    set_state(shared, &folder.id, "idle", None);
+    // The folder keeps syncing what it can; what failed is shown and retried.
+    let error = report.failed.first().map(|(name, e)| {
+        format!(
+            "{} file(s) could not be pulled (retrying): {name}: {e}",
+            report.failed.len()
+        )
+    });
+    set_state(shared, &folder.id, "idle", error);
+    report.failed.into_iter().map(|(n, _)| n).collect()
 }
 
 async fn scan_once(

@@ -200,6 +200,39 @@ impl FolderFs {
     }
 }
 
+/// Every `.shoal-tmp-*` file in the folder (relative names), walking without following
+/// symlinks. Only temp files exist after an interrupted pull, so this runs rarely: at
+/// start and with the periodic full scan.
+pub fn find_temp_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if rel.is_empty() && name == crate::config::MARKER_DIR {
+                    continue;
+                }
+                stack.push((e.path(), child));
+            } else if name.starts_with(TEMP_PREFIX) {
+                out.push(child);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
