@@ -115,7 +115,7 @@ pub fn decode_list(data: &[u8]) -> Result<Vec<BlockInfo>, DbError> {
 }
 
 fn check_list(data: &[u8]) -> Result<(), DbError> {
-    if data.len() % BLOCK_RECORD != 0 {
+    if !data.len().is_multiple_of(BLOCK_RECORD) {
         return Err(DbError::Damaged(format!(
             "a block list is {} bytes, not a multiple of {BLOCK_RECORD}",
             data.len()

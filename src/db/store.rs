@@ -108,7 +108,10 @@ fn migrate_in_transaction(conn: &Connection) -> Result<(), DbError> {
 }
 
 fn refuse_newer(conn: &Connection, found: i64) -> Result<(), DbError> {
-    if found > SCHEMA_VERSION || found < 0 {
+    if found < 0 {
+        return Err(DbError::Damaged(format!("negative schema version {found}")));
+    }
+    if found > SCHEMA_VERSION {
         return Err(DbError::NewerSchema {
             path: path_of(conn),
             found,
@@ -1078,10 +1081,18 @@ fn get_by_idx(
 
 /// What the scanner compares against the disk, for every local entry of a folder.
 pub fn scan_state(conn: &Connection, folder: &str) -> Result<HashMap<String, ScanState>, DbError> {
-    let mut out = HashMap::new();
     let Some(folder) = folder_idx(conn, folder)? else {
-        return Ok(out);
+        return Ok(HashMap::new());
     };
+    // Sized up front: growing a map of a million names rehashes it twenty times. The
+    // count reads the small partial sequence index, not the entries.
+    let entries: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM files INDEXED BY files_local_sequence \
+             WHERE folder = ?1 AND device = 0",
+        )?
+        .query_row([folder], |r| r.get(0))?;
+    let mut out = HashMap::with_capacity(usize::try_from(entries).unwrap_or(0));
     let mut stmt = conn.prepare_cached(
         "SELECT n.name, f.type, f.deleted, f.size, f.permissions, f.modified_ns, f.inode, \
          f.ctime_ns, f.symlink_target \

@@ -557,7 +557,7 @@ fn pulled_entries_keep_their_version_and_get_a_local_sequence() {
         sequence: 2,
         ..theirs.clone()
     };
-    assert_eq!(stored, [expected.clone()]);
+    assert_eq!(stored, std::slice::from_ref(&expected));
     assert_eq!(
         store::get_local(&conn, FOLDER, "pulled").expect("get"),
         Some(expected)
@@ -818,6 +818,36 @@ fn many_callers_are_batched_and_all_answered() {
         all.iter().map(|f| f.sequence).collect::<Vec<_>>(),
         (1..=200).collect::<Vec<u64>>()
     );
+}
+
+#[test]
+fn queued_writes_are_committed_together_and_answered_in_order() {
+    let (_dir, path) = temp();
+    let db = Db::open(&path, local()).expect("open");
+    let mut pending = Vec::new();
+    for batch in 0..20 {
+        let changes = (0..50)
+            .map(|i| change(small(&format!("b{batch}/f{i}"), &format!("{batch}.{i}"))))
+            .collect();
+        pending.push(db.submit_local(FOLDER, changes).expect("submit"));
+    }
+    // A failing write among them fails alone.
+    let bad = db
+        .submit_remote(FOLDER, local(), 1, vec![small("x", "x")])
+        .expect("submit");
+    let peer_write = db
+        .submit_remote(FOLDER, peer(), 1, vec![small("y", "y")])
+        .expect("submit");
+    let mut sequences = Vec::new();
+    for p in pending {
+        sequences.extend(p.wait().expect("stored").into_iter().map(|f| f.sequence));
+    }
+    assert_eq!(sequences, (1..=1000).collect::<Vec<u64>>());
+    assert!(matches!(bad.wait(), Err(DbError::Invalid(_))));
+    peer_write.wait().expect("peer entry stored");
+    let reader = db.reader().expect("reader");
+    assert!(reader.get(FOLDER, peer(), "y").expect("get").is_some());
+    assert_eq!(reader.get_local(FOLDER, "x").expect("get"), None);
 }
 
 #[test]

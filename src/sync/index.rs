@@ -47,7 +47,19 @@ pub async fn send(
             let index_id = reader.local_index_id(&f)?.unwrap_or(0);
             let batch = reader.local_changes_since(&f, from_seq, SEND_BATCH)?;
             let mut wire = Vec::with_capacity(batch.len());
-            for fi in &batch {
+            // A receive-only folder does not announce its own changes (they stay local
+            // changes); what it got from others it passes on.
+            let receive_only = s
+                .config()
+                .folder(&f)
+                .map(|c| c.mode == crate::config::FolderMode::ReceiveOnly)
+                .unwrap_or(false);
+            let me = s.local.short();
+            let last_seq = batch.last().map(|b| b.sequence);
+            for fi in batch
+                .iter()
+                .filter(|fi| !(receive_only && fi.modified_by == me))
+            {
                 // The peer's own entry for the name is the list it surely holds.
                 let base = if fi.blocks.len() > 1 {
                     reader
@@ -59,10 +71,10 @@ pub async fn send(
                 };
                 wire.push(WireFile::from_file_info(fi, base.as_deref()));
             }
-            Ok::<_, crate::db::DbError>((reader, index_id, wire))
+            Ok::<_, crate::db::DbError>((reader, index_id, wire, last_seq))
         })
         .await;
-        let (r, index_id, wire) = match r {
+        let (r, index_id, wire, last_seq) = match r {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
                 warn!(%folder, error = %e, "cannot read the index to send");
@@ -78,13 +90,19 @@ pub async fn send(
                 _ = changes.changed() => continue,
             }
         }
+        if let Some(seq) = last_seq {
+            from_seq = from_seq.max(seq);
+        }
+        if wire.is_empty() && last_seq.is_some() {
+            continue;
+        }
         if wire.is_empty() {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = changes.changed() => if r.is_err() { return } else { continue },
             }
         }
-        let more = wire.len() == SEND_BATCH;
+        let more = last_seq.is_some() && wire.len() == SEND_BATCH;
         let mut batch = IndexBatch::new(folder.clone(), index_id);
         for w in wire {
             from_seq = from_seq.max(w.sequence);

@@ -196,6 +196,10 @@ pub fn pull_batch(
     };
     let (nf, nb) = need_of(&work);
     shared.set_need(&folder.id, nf, nb);
+    if folder.mode == crate::config::FolderMode::SendOnly {
+        // A send-only folder applies no remote change; what it lacks shows as need.
+        return report;
+    }
     let sizes: HashMap<String, u64> = work
         .iter()
         .filter(|(r, _, _)| !r.deleted && r.file_type == FileType::File)

@@ -2,6 +2,7 @@
 
 mod cli;
 mod harness;
+mod hostile;
 mod scan;
 mod serve;
 mod sync;

@@ -252,3 +252,45 @@ fn a_pull_killed_midway_resumes_and_leaves_no_temp_file() {
         "the restarted pull fetched {second_run} bytes: it did not resume from the temp file"
     );
 }
+
+#[test]
+fn folder_modes_send_only_and_receive_only_hold() {
+    let p = sync_pair();
+    std::fs::write(p.a.path("f/first"), "1").expect("write");
+    assert_converges(&p, "baseline");
+    // B becomes send-only, live: A's changes are not applied there, and show as need.
+    p.b.run(&["folder", "mode", "f", "send-only"]).ok();
+    std::fs::write(p.a.path("f/from-a"), "a").expect("write");
+    p.a.run(&["rescan", "f"]).ok();
+    assert!(wait_until(
+        Duration::from_secs(10),
+        || p.b.status()["folders"][0]["need_files"] == 1
+    ));
+    assert!(
+        !p.b.path("f/from-a").exists(),
+        "send-only applied a remote change"
+    );
+    // B's own changes still go out.
+    std::fs::write(p.b.path("f/from-b"), "b").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .a
+        .path("f/from-b")
+        .exists()));
+    // B becomes receive-only: it takes A's changes, its own stay local.
+    p.b.run(&["folder", "mode", "f", "receive-only"]).ok();
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/from-a")
+        .exists()));
+    std::fs::write(p.b.path("f/local-only"), "mine").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    std::fs::write(p.a.path("f/later"), "x").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/later")
+        .exists()));
+    assert!(
+        !p.a.path("f/local-only").exists(),
+        "receive-only sent a local change"
+    );
+}
