@@ -2,13 +2,14 @@
 //! folders (files in the page cache), with `b3sum --num-threads 2` on the same files for
 //! comparison when it is installed (`apt-get install b3sum`).
 //!
-//! `cargo bench --bench chunk [-- memory|big|small] [--keep DIR]`
-//! Datasets: big = 4 × 256 MiB random files; small = 20,000 × 4 KiB in 200 directories.
+//! `cargo bench --bench chunk [-- memory|big|one|small]` (default: all)
+//! Datasets: big = 4 × 256 MiB random files; one = 1 × 1 GiB; small = 20,000 × 4 KiB in
+//! 200 directories.
 
 use shoal::db::ScanState;
 use shoal::scan::{
-    AVG_BLOCK, BlockHasher, LocalChange, MAX_BLOCK, MIN_BLOCK, ScanRequest, ScanSummary,
-    blocks_of, scan,
+    AVG_BLOCK, BlockHasher, LocalChange, MAX_BLOCK, MIN_BLOCK, ScanRequest, ScanSummary, blocks_of,
+    scan,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,7 +17,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let want = |what: &str| args.is_empty() || args.iter().any(|a| a == what);
     if want("memory") {
         memory();
@@ -24,9 +28,17 @@ fn main() {
     if want("big") {
         let dir = tempfile::tempdir().expect("tempdir");
         for i in 0..4 {
-            write_old(&dir.path().join(format!("big{i}.bin")), &random(256 << 20, i));
+            write_old(
+                &dir.path().join(format!("big{i}.bin")),
+                &random(256 << 20, i),
+            );
         }
         folder("4 × 256 MiB", dir.path());
+    }
+    if want("one") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_old(&dir.path().join("one.bin"), &random(1 << 30, 7));
+        folder("1 × 1 GiB", dir.path());
     }
     if want("small") {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -65,7 +77,10 @@ fn memory() {
     let (t, c) = best(3, || {
         fastcdc::v2020::FastCDC::new(&data, MIN_BLOCK, AVG_BLOCK, MAX_BLOCK).count()
     });
-    println!("  FastCDC cut points only      {:>10}  ({c} blocks)", gbps(n, t));
+    println!(
+        "  FastCDC cut points only      {:>10}  ({c} blocks)",
+        gbps(n, t)
+    );
     let (t, _) = best(3, || blake3::hash(&data));
     println!("  BLAKE3 one thread, one hash  {:>10}", gbps(n, t));
     let (t, _) = best(3, || blake3::Hasher::new().update_rayon(&data).finalize());
@@ -76,11 +91,14 @@ fn memory() {
         let mut h = BlockHasher::with_buffer(buf);
         let (t, r) = best(3, || {
             h.hash_reader(&data[..], &mut |_| {}, &|| false)
-                .ok()
                 .expect("memory")
         });
         assert_eq!(r.0, reference);
-        println!("  streaming, {:>5} KiB buffer {:>10}", buf >> 10, gbps(n, t));
+        println!(
+            "  streaming, {:>5} KiB buffer {:>10}",
+            buf >> 10,
+            gbps(n, t)
+        );
     }
 }
 
@@ -139,7 +157,10 @@ fn folder(label: &str, root: &Path) {
         .collect();
     let (t, (changes, _)) = best(5, || run(root, &prev));
     assert!(changes.is_empty());
-    println!("  warm scan   {:>8.3} s  (nothing changed)", t.as_secs_f64());
+    println!(
+        "  warm scan   {:>8.3} s  (nothing changed)",
+        t.as_secs_f64()
+    );
     let b3 = Command::new("b3sum").arg("--version").output();
     if b3.is_ok_and(|o| o.status.success()) {
         let (t, _) = best(5, || {

@@ -19,8 +19,10 @@ const BATCH: usize = 1000;
 /// One file in this many has many blocks (a big file), the others one block (4 KiB).
 const BIG_EVERY: usize = 10_000;
 const BIG_BLOCKS: u32 = 64;
-/// Batches a writer may have queued before the bench waits for the oldest.
-const IN_FLIGHT: usize = 8;
+/// Batches the bench keeps queued before it waits for the oldest: the writer commits all
+/// queued batches in one transaction, so this sets the transaction size (measured at 1 M
+/// files: 8 in flight 15.8 s for the local entries, 32 in flight 9.9 s).
+const IN_FLIGHT: usize = 32;
 
 fn name(i: usize) -> String {
     format!("d{:04}/f{i:07}.dat", i / 1000)
@@ -34,7 +36,7 @@ fn block(i: usize, n: u32) -> BlockHash {
 }
 
 fn file(i: usize) -> FileInfo {
-    let blocks: Vec<BlockInfo> = if i % BIG_EVERY == 0 {
+    let blocks: Vec<BlockInfo> = if i.is_multiple_of(BIG_EVERY) {
         (0..BIG_BLOCKS)
             .map(|n| BlockInfo {
                 hash: block(i, n),
