@@ -419,12 +419,24 @@ async fn run_connection<S>(
                 decoder.push(&buf[..n]);
             }
         };
+        tokio::pin!(writer);
         let reason = tokio::select! {
             _ = cancel.cancelled() => {
                 "closed by this side".to_string()
             }
-            r = writer => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
-            r = reader => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
+            r = &mut writer => match r { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
+            r = reader => match r {
+                Ok(()) => "closed".to_string(),
+                Err(ConnError::ClosedByPeer(why)) => format!("closed by peer: {why}"),
+                Err(e) => {
+                    // Tell the peer why before closing, as the protocol asks.
+                    let reason = e.to_string();
+                    if tx.try_send(Message::Close { reason: reason.clone() }).is_ok() {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer).await;
+                    }
+                    reason
+                }
+            },
         };
         conn.sync.fail_all();
         shared.unregister(&peer, serial, &reason);

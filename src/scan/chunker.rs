@@ -32,7 +32,7 @@ pub const MAX_BLOCK: usize = 128 * 1024;
 /// small enough that the bytes just read are still in the core's 1 MiB L2 cache when
 /// FastCDC and then BLAKE3 go over them, large enough that a buffer holds ~30 blocks to
 /// hash in parallel. Must be at least 2 × MAX_BLOCK so every full buffer yields a block.
-pub const READ_BUFFER: usize = 2 << 20;
+pub const READ_BUFFER: usize = 8 << 20;
 
 /// Below this many blocks in a buffer, hashing them on the calling thread is cheaper than
 /// handing them to the pool.

@@ -18,6 +18,9 @@ pub enum Request {
     Devices,
     /// `shoal pending --json`'s document.
     Pending,
+    /// `shoal folder ls --json`'s array as the running service holds the config (with
+    /// `paused`): whom each folder is shared with, which `status` does not say.
+    Folders,
     /// A config change; answered once it is saved and applied.
     Change {
         change: ConfigChange,

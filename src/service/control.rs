@@ -134,6 +134,7 @@ async fn handle(shared: &Arc<Shared>, req: Request) -> Answer {
         Request::Status => Ok(super::folders::status_json(shared)),
         Request::Devices => Ok(super::folders::devices_json(shared)),
         Request::Pending => serde_json::to_value(shared.pending()).map_err(|e| e.to_string()),
+        Request::Folders => Ok(folders_json(shared)),
         Request::Change { change } => apply(shared, change).await,
         Request::AcceptDevice { id, name } => match parse_id(&id) {
             Err(e) => Err(e),
@@ -181,6 +182,23 @@ async fn handle(shared: &Arc<Shared>, req: Request) -> Answer {
         Ok(v) => Answer::ok(v),
         Err(e) => Answer::err(e),
     }
+}
+
+/// `folder ls --json`'s shape, from the live config.
+fn folders_json(shared: &Arc<Shared>) -> serde_json::Value {
+    let list: Vec<_> = shared
+        .config()
+        .folders
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id, "label": f.label, "path": f.path, "mode": f.mode.as_str(),
+                "devices": f.devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "paused": f.paused,
+            })
+        })
+        .collect();
+    json!(list)
 }
 
 async fn apply(shared: &Arc<Shared>, change: ConfigChange) -> Result<serde_json::Value, String> {

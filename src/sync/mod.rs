@@ -13,6 +13,7 @@
 //! - [`fsops`]: every write inside a folder goes through directory handles that never
 //!   follow symlinks.
 
+pub mod conflict;
 pub mod fsops;
 pub mod index;
 pub mod pull;

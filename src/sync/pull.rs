@@ -88,6 +88,8 @@ pub struct PullReport {
     /// Names that failed this time (no source, I/O error): retried later.
     pub failed: Vec<(String, String)>,
     pub bad_blocks: u64,
+    /// Conflict copies made of our losing versions.
+    pub conflicts: Vec<String>,
     pub bytes_from_peers: u64,
     pub bytes_reused: u64,
 }
@@ -165,7 +167,29 @@ pub fn pull_batch(
         match decide(local.as_ref(), &remote) {
             Need::Nothing => {}
             Need::Conflict => {
-                debug!(%name, "concurrent change; left for conflict resolution");
+                let Some(l) = local else { continue };
+                match super::conflict::resolve(&l, &remote) {
+                    super::conflict::Outcome::TakeRemote => work.push((remote, Some(l), dev)),
+                    super::conflict::Outcome::KeepLocal => {
+                        debug!(%name, "concurrent change: ours wins; the other device keeps its copy");
+                    }
+                    super::conflict::Outcome::CopyLocalThenTakeRemote => {
+                        if !disk_matches(&fs, Some(&l), &name) {
+                            report.rescan.push(name);
+                            continue;
+                        }
+                        match super::conflict::make_copy(&fs, &l) {
+                            Ok(copy) => {
+                                warn!(%name, %copy, "concurrent change: our version lost and is kept as a conflict copy");
+                                report.conflicts.push(copy);
+                                work.push((remote, Some(l), dev));
+                            }
+                            Err(e) => report
+                                .failed
+                                .push((name, format!("cannot make a conflict copy: {e}"))),
+                        }
+                    }
+                }
             }
             Need::Merge => {
                 // Same data: adopt a version that includes both histories.

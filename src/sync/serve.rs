@@ -108,14 +108,25 @@ pub fn answer_list(shared: &Arc<Shared>, peer: DeviceId, conn: &ConnHandle, req:
         let id = req.id;
         let r = tokio::task::spawn_blocking(move || {
             let config = s.config();
-            config
+            let folder = config
                 .folder(&req.folder)
                 .filter(|f| f.devices.contains(&peer))?;
-            s.db.reader()
-                .ok()?
-                .blocklist_by_hash(&req.list)
-                .ok()
-                .flatten()
+            let reader = s.db.reader().ok()?;
+            // Only a list that an entry of this shared folder names: the hash alone must not
+            // open lists of folders the requester does not share.
+            let named = std::iter::once(reader.get_local(&folder.id, &req.name))
+                .chain(
+                    folder
+                        .devices
+                        .iter()
+                        .map(|d| reader.get(&folder.id, *d, &req.name)),
+                )
+                .filter_map(|r| r.ok().flatten())
+                .any(|f| f.blocks_hash() == req.list);
+            if !named {
+                return None;
+            }
+            reader.blocklist_by_hash(&req.list).ok().flatten()
         })
         .await
         .ok()

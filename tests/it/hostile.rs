@@ -600,7 +600,6 @@ fn a_block_with_a_wrong_hash_is_never_written() {
 }
 
 #[test]
-#[ignore = "bug: a pull that failed is never retried (src/service/folders.rs `pull` logs \"will retry\" but drops the names)"]
 fn a_failed_pull_is_retried_without_a_new_index() {
     let peer = TestPeer::new("mallory");
     let d = device_sharing_with(&[&peer]);
@@ -948,7 +947,6 @@ fn a_device_that_is_not_shared_a_folder_cannot_read_or_write_it() {
 }
 
 #[test]
-#[ignore = "bug: src/sync/serve.rs answer_list serves a block list of any folder, not only of folders shared with the requester"]
 fn a_block_list_of_an_unshared_folder_is_not_served() {
     let peer = TestPeer::new("mallory");
     let t = two_folders(&peer);
@@ -1020,7 +1018,6 @@ fn received_files_never_get_setuid_bits() {
 }
 
 #[test]
-#[ignore = "bug: src/net/mod.rs run_connection drops the stream on a protocol error without sending Close (nor TLS close_notify)"]
 fn a_peer_that_sends_a_bad_frame_is_told_why() {
     let peer = TestPeer::new("mallory");
     let d = device_sharing_with(&[&peer]);

@@ -411,7 +411,7 @@ fn subscribers_see_events_as_they_happen() {
     a.run(&["rescan", &id]).ok();
     let _sb = b.serve();
     let mut seen = Vec::new();
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
             seen.push(line);

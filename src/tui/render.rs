@@ -1,0 +1,861 @@
+//! Drawing the screens: header, tabs, the current screen, footer, then any overlay.
+//!
+//! Render functions only read the [`App`]; they never change state or talk to the
+//! service, so a frame is a pure function of the state and the terminal's size.
+
+use super::app::{App, LinkState, PendingItem, Screen, ServiceKind, short};
+use super::keys::{self, Scope};
+use super::overlays;
+use super::text;
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Cell, LineGauge, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap,
+};
+
+/// Below this width the layouts stack and drop columns.
+pub const WIDE: u16 = 80;
+/// Below this size only a request to enlarge the terminal is shown.
+const MIN_WIDTH: u16 = 40;
+const MIN_HEIGHT: u16 = 10;
+
+pub fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        frame.render_widget(
+            Paragraph::new(text::TOO_SMALL).wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let footer_height = if app.notice.is_some() || app.in_flight > 0 {
+        2
+    } else {
+        1
+    };
+    let [header, tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(footer_height),
+    ])
+    .areas(area);
+    render_header(app, frame, header);
+    render_tabs(app, frame, tabs);
+    match app.screen {
+        Screen::Overview => overview(app, frame, body),
+        Screen::Folders => folders(app, frame, body),
+        Screen::Devices => devices(app, frame, body),
+        Screen::Pending => pending(app, frame, body),
+        Screen::Events => events(app, frame, body),
+    }
+    render_footer(app, frame, footer);
+    if let Some(o) = &app.overlay {
+        overlays::render(app, o, frame, area);
+    }
+}
+
+// Styles, in one place.
+pub fn bold() -> Style {
+    Style::new().add_modifier(Modifier::BOLD)
+}
+pub fn dim() -> Style {
+    Style::new().fg(Color::DarkGray)
+}
+pub fn good() -> Style {
+    Style::new().fg(Color::Green)
+}
+pub fn warn() -> Style {
+    Style::new().fg(Color::Yellow)
+}
+pub fn bad() -> Style {
+    Style::new().fg(Color::Red)
+}
+pub fn selected() -> Style {
+    Style::new().add_modifier(Modifier::REVERSED)
+}
+fn title_style() -> Style {
+    Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+}
+
+pub fn block(title: &str) -> Block<'static> {
+    Block::bordered()
+        .title(Span::styled(format!(" {title} "), title_style()))
+        .border_style(dim())
+}
+
+fn state_style(state: &str) -> Style {
+    match state {
+        "idle" => good(),
+        "syncing" | "scanning" => Style::new().fg(Color::Cyan),
+        "error" => bad().add_modifier(Modifier::BOLD),
+        "paused" => warn(),
+        _ => Style::new(),
+    }
+}
+
+/// A folder's progress in percent: a sync's bytes held against needed, or a scan's hashed.
+fn percent(app: &App, f: &super::app::FolderStatus) -> Option<u64> {
+    match f.state.as_str() {
+        "syncing" if f.need_bytes > 0 => {
+            let total = f.local_bytes + f.need_bytes;
+            Some(f.local_bytes * 100 / total.max(1))
+        }
+        "scanning" => app
+            .scans
+            .get(&f.id)
+            .filter(|(_, total)| *total > 0)
+            .map(|(done, total)| done * 100 / total),
+        _ => None,
+    }
+}
+
+fn render_header(app: &App, frame: &mut Frame, area: Rect) {
+    let wide = area.width >= 100;
+    let mode = match &app.service {
+        ServiceKind::Embedded if wide => text::EMBEDDED.to_string(),
+        ServiceKind::Embedded => "embedded service".to_string(),
+        ServiceKind::Attached { pid } if wide => text::attached(*pid),
+        ServiceKind::Attached { .. } => "attached".to_string(),
+    };
+    let name = if app.status.name.is_empty() {
+        String::new()
+    } else {
+        format!(" {} ", app.status.name)
+    };
+    let left = Line::from(vec![
+        Span::styled(
+            format!(" {} ", text::APP),
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(name, bold()),
+        Span::styled(format!(" {} ", app.short_id()), title_style()),
+        Span::styled(format!("· {mode}"), dim()),
+    ]);
+    let (link, style) = match &app.link {
+        LinkState::Connecting => (text::CONNECTING, dim()),
+        LinkState::Up => (text::LINK_UP, good()),
+        LinkState::Down(_) => (text::LINK_DOWN, bad()),
+    };
+    let right_width = link.chars().count() as u16 + 1;
+    let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(right_width)])
+        .areas(area);
+    frame.render_widget(Paragraph::new(left), l);
+    frame.render_widget(
+        Paragraph::new(Span::styled(link, style)).alignment(Alignment::Right),
+        r,
+    );
+}
+
+fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
+    let titles: Vec<String> = Screen::ALL
+        .iter()
+        .map(|s| text::tab_title(*s, app.pending_count()))
+        .collect();
+    let tabs = Tabs::new(titles)
+        .select(app.screen.index())
+        .style(dim())
+        .highlight_style(Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD | Modifier::REVERSED))
+        .divider("│")
+        .padding(" ", " ");
+    frame.render_widget(tabs, area);
+}
+
+fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
+    let mut rows = area.rows();
+    if app.notice.is_some() || app.in_flight > 0 {
+        let Some(first) = rows.next() else { return };
+        let line = match &app.notice {
+            Some(n) => Span::styled(
+                format!(" {}", n.text),
+                if n.error { bad() } else { good() },
+            ),
+            None => Span::styled(format!(" {}", text::working(app.in_flight)), warn()),
+        };
+        frame.render_widget(Paragraph::new(line), first);
+    }
+    let Some(hints_area) = rows.next() else { return };
+    let scope = match &app.overlay {
+        Some(super::app::Overlay::Dialog(_)) => Scope::Dialog,
+        Some(_) => Scope::Overlay,
+        None => Scope::Screen(app.screen),
+    };
+    let mut spans = vec![Span::raw(" ")];
+    for (k, word) in keys::hints(scope) {
+        spans.push(Span::styled(k, bold()));
+        spans.push(Span::styled(format!(" {word}  "), dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), hints_area);
+}
+
+/// "Label   value" lines with the labels padded to one width.
+fn field_line<'a>(label: &str, value: impl Into<Span<'a>>) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(format!("{label:<9}"), dim()),
+        value.into(),
+    ])
+}
+
+fn loading_or<'a>(app: &App, empty: &'a str) -> Paragraph<'a> {
+    Paragraph::new(if app.loaded { empty } else { text::LOADING })
+        .style(dim())
+        .wrap(Wrap { trim: true })
+}
+
+// Overview.
+
+fn overview(app: &App, frame: &mut Frame, area: Rect) {
+    let wide = area.width >= WIDE;
+    let me_height = if wide { 6 } else { 5 };
+    let [me, rest] =
+        Layout::vertical([Constraint::Length(me_height), Constraint::Min(0)]).areas(area);
+    this_device(app, frame, me, wide);
+    let [left, right] = if wide {
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(rest)
+    } else {
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(rest)
+    };
+    folder_summary(app, frame, left);
+    device_summary(app, frame, right);
+}
+
+fn this_device(app: &App, frame: &mut Frame, area: Rect, wide: bool) {
+    let listen = if app.status.listen_addresses.is_empty() {
+        text::NOT_LISTENING.to_string()
+    } else {
+        app.status.listen_addresses.join(", ")
+    };
+    let (rx, tx) = app.total_rates();
+    let lines = if wide {
+        vec![
+            field_line(text::NAME, Span::styled(app.status.name.clone(), bold())),
+            field_line(
+                text::ID,
+                Span::styled(app.device_id().to_string(), title_style()),
+            ),
+            field_line(text::LISTEN, listen),
+            Line::from(vec![
+                Span::styled(format!("{:<9}", text::UPTIME), dim()),
+                Span::raw(format!("{:<12}", text::uptime(app.status.uptime_secs))),
+                Span::styled(format!("{}  ", text::RATES), dim()),
+                Span::raw(text::rates(rx, tx)),
+            ]),
+        ]
+    } else {
+        vec![
+            Line::from(vec![
+                Span::styled(app.status.name.clone(), bold()),
+                Span::raw("  "),
+                Span::styled(app.short_id().to_string(), title_style()),
+                Span::styled(format!("  {}", text::QR_HINT), dim()),
+            ]),
+            field_line(text::LISTEN, listen),
+            Line::from(vec![
+                Span::styled(format!("{:<9}", text::UPTIME), dim()),
+                Span::raw(format!("{}  ", text::uptime(app.status.uptime_secs))),
+                Span::raw(text::rates(rx, tx)),
+            ]),
+        ]
+    };
+    let title = if wide {
+        format!("{} {}", text::THIS_DEVICE, text::QR_HINT)
+    } else {
+        text::THIS_DEVICE.to_string()
+    };
+    frame.render_widget(Paragraph::new(lines).block(block(&title)), area);
+}
+
+/// Rows that fit in a table of `height` (borders and header taken off), with the last
+/// one saying how many more there are when not all fit.
+fn fit<T>(items: &[T], height: u16) -> (usize, Option<usize>) {
+    let room = height.saturating_sub(3) as usize;
+    if items.len() <= room {
+        (items.len(), None)
+    } else {
+        let shown = room.saturating_sub(1);
+        (shown, Some(items.len() - shown))
+    }
+}
+
+fn more_row(n: Option<usize>) -> Option<Row<'static>> {
+    n.map(|n| Row::new(vec![Cell::from(Span::styled(text::more(n), dim()))]))
+}
+
+fn folder_summary(app: &App, frame: &mut Frame, area: Rect) {
+    let title = format!("{} ({})", text::FOLDERS, app.status.folders.len());
+    if app.status.folders.is_empty() {
+        frame.render_widget(loading_or(app, text::NO_FOLDERS).block(block(&title)), area);
+        return;
+    }
+    let (shown, more) = fit(&app.status.folders, area.height);
+    let rows = app.status.folders[..shown]
+        .iter()
+        .map(|f| {
+            Row::new(vec![
+                Cell::from(app.folder_label(&f.id)),
+                Cell::from(Span::styled(
+                    text::state_cell(&f.state, percent(app, f)),
+                    state_style(&f.state),
+                )),
+                Cell::from(text::size(f.local_bytes)),
+            ])
+        })
+        .chain(more_row(more));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(8),
+            Constraint::Length(12),
+            Constraint::Length(8),
+        ],
+    )
+    .header(Row::new(vec![text::COL_LABEL, text::COL_STATE, text::COL_SIZE]).style(dim()))
+    .block(block(&title));
+    frame.render_widget(table, area);
+}
+
+fn connection_cell(app: &App, d: &super::app::DeviceStatus, wide: bool) -> Span<'static> {
+    if d.paused {
+        Span::styled(text::PAUSED, warn())
+    } else if d.connected {
+        Span::styled(text::CONNECTED, good())
+    } else if wide {
+        Span::styled(text::last_seen(app.last_seen.get(&d.id).copied()), dim())
+    } else {
+        Span::styled(text::OFFLINE, dim())
+    }
+}
+
+fn device_summary(app: &App, frame: &mut Frame, area: Rect) {
+    let title = format!("{} ({})", text::DEVICES, app.status.devices.len());
+    if app.status.devices.is_empty() {
+        frame.render_widget(loading_or(app, text::NO_DEVICES).block(block(&title)), area);
+        return;
+    }
+    let (shown, more) = fit(&app.status.devices, area.height);
+    let rows = app.status.devices[..shown]
+        .iter()
+        .map(|d| {
+            Row::new(vec![
+                Cell::from(d.name.clone()),
+                Cell::from(connection_cell(app, d, false)),
+                Cell::from(Span::styled(short(&d.id).to_string(), dim())),
+            ])
+        })
+        .chain(more_row(more));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(8),
+            Constraint::Length(10),
+            Constraint::Length(7),
+        ],
+    )
+    .header(Row::new(vec![text::COL_DEVICE, text::COL_CONN, text::COL_ID]).style(dim()))
+    .block(block(&title));
+    frame.render_widget(table, area);
+}
+
+// Folders.
+
+fn folders(app: &App, frame: &mut Frame, area: Rect) {
+    let title = format!("{} ({})", text::FOLDERS, app.status.folders.len());
+    if app.status.folders.is_empty() {
+        frame.render_widget(
+            loading_or(app, text::NO_FOLDERS_HERE).block(block(&title)),
+            area,
+        );
+        return;
+    }
+    let wide = area.width >= WIDE;
+    let table_height = (app.status.folders.len() as u16 + 3).min(area.height / 2).max(4);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(table_height), Constraint::Min(0)]).areas(area);
+    let shared = |id: &str| -> String {
+        app.folder_conf(id)
+            .map(|c| {
+                c.devices
+                    .iter()
+                    .map(|d| app.device_name(d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let rows: Vec<Row> = app
+        .status
+        .folders
+        .iter()
+        .map(|f| {
+            let state = Cell::from(Span::styled(
+                text::state_cell(&f.state, percent(app, f)),
+                state_style(&f.state),
+            ));
+            if wide {
+                Row::new(vec![
+                    Cell::from(app.folder_label(&f.id)),
+                    state,
+                    Cell::from(f.mode.clone()),
+                    Cell::from(f.local_files.to_string()),
+                    Cell::from(text::size(f.local_bytes)),
+                    Cell::from(shared(&f.id)),
+                ])
+            } else {
+                Row::new(vec![
+                    Cell::from(app.folder_label(&f.id)),
+                    state,
+                    Cell::from(text::size(f.local_bytes)),
+                ])
+            }
+        })
+        .collect();
+    let (widths, header): (Vec<Constraint>, Vec<&str>) = if wide {
+        (
+            vec![
+                Constraint::Min(10),
+                Constraint::Length(12),
+                Constraint::Length(12),
+                Constraint::Length(7),
+                Constraint::Length(8),
+                Constraint::Min(10),
+            ],
+            vec![
+                text::COL_LABEL,
+                text::COL_STATE,
+                text::COL_MODE,
+                text::COL_FILES,
+                text::COL_SIZE,
+                text::COL_SHARED,
+            ],
+        )
+    } else {
+        (
+            vec![
+                Constraint::Min(8),
+                Constraint::Length(12),
+                Constraint::Length(8),
+            ],
+            vec![text::COL_LABEL, text::COL_STATE, text::COL_SIZE],
+        )
+    };
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(dim()))
+        .block(block(&title))
+        .row_highlight_style(selected())
+        .highlight_symbol("▶ ");
+    let mut state = TableState::default().with_selected(Some(app.sel_folder));
+    frame.render_stateful_widget(table, top, &mut state);
+    if let Some(f) = app.selected_folder() {
+        folder_detail(app, f, &shared(&f.id), frame, bottom);
+    }
+}
+
+fn folder_detail(
+    app: &App,
+    f: &super::app::FolderStatus,
+    shared: &str,
+    frame: &mut Frame,
+    area: Rect,
+) {
+    let outer = block(&app.folder_label(&f.id));
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let info = vec![
+        field_line(text::PATH, format!("{}  ({})", f.path, f.id)),
+        Line::from(vec![
+            Span::styled(format!("{:<9}", text::MODE), dim()),
+            Span::raw(format!("{:<16}", f.mode)),
+            Span::styled(format!("{}  ", text::STATE), dim()),
+            Span::styled(f.state.clone(), state_style(&f.state)),
+        ]),
+        field_line(
+            text::SHARED_WITH,
+            if shared.is_empty() {
+                Span::styled(text::NOT_SHARED, dim())
+            } else {
+                Span::raw(shared.to_string())
+            },
+        ),
+        Line::from(vec![
+            Span::styled(format!("{:<9}", text::LOCAL), dim()),
+            Span::raw(format!(
+                "{:<24}",
+                text::files_bytes(f.local_files, f.local_bytes)
+            )),
+            Span::styled(format!("{}  ", text::NEEDS), dim()),
+            Span::raw(text::files_bytes(f.need_files, f.need_bytes)),
+        ]),
+    ];
+    let gauge = match (f.state.as_str(), app.scans.get(&f.id)) {
+        ("scanning", Some((done, total))) if *total > 0 => Some((
+            *done as f64 / *total as f64,
+            text::scanning_gauge(*done, *total),
+        )),
+        (_, _) if f.need_bytes > 0 || f.state == "syncing" => {
+            let total = f.local_bytes + f.need_bytes;
+            Some((
+                f.local_bytes as f64 / total.max(1) as f64,
+                text::syncing_gauge(f.local_bytes, total, f.need_files),
+            ))
+        }
+        _ => None,
+    };
+    let [info_area, gauge_area, rest] = Layout::vertical([
+        Constraint::Length(info.len() as u16),
+        Constraint::Length(if gauge.is_some() { 1 } else { 0 }),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(info), info_area);
+    if let Some((ratio, label)) = gauge {
+        frame.render_widget(
+            LineGauge::default()
+                .ratio(ratio.clamp(0.0, 1.0))
+                .label(label)
+                .filled_style(Style::new().fg(Color::Cyan))
+                .unfilled_style(dim()),
+            gauge_area,
+        );
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(e) = &f.error {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<9}", text::ERROR), bad().add_modifier(Modifier::BOLD)),
+            Span::styled(e.clone(), bad()),
+        ]));
+    }
+    lines.push(Line::styled(text::RECENT, dim().add_modifier(Modifier::BOLD)));
+    match app.changes.get(&f.id) {
+        Some(list) if !list.is_empty() => {
+            for c in list {
+                lines.push(Line::from(vec![
+                    Span::styled(format!("{}  ", text::clock(c.time)), dim()),
+                    Span::styled(
+                        text::change_line(&c.name, &app.device_name(&c.device), c.deleted),
+                        if c.deleted { warn() } else { Style::new() },
+                    ),
+                ]));
+            }
+        }
+        _ => lines.push(Line::styled(text::NO_RECENT, dim())),
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), rest);
+}
+
+// Devices.
+
+fn devices(app: &App, frame: &mut Frame, area: Rect) {
+    let title = format!("{} ({})", text::DEVICES, app.status.devices.len());
+    if app.status.devices.is_empty() {
+        frame.render_widget(loading_or(app, text::NO_DEVICES).block(block(&title)), area);
+        return;
+    }
+    let wide = area.width >= WIDE;
+    let table_height = (app.status.devices.len() as u16 + 3).min(area.height / 2).max(4);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(table_height), Constraint::Min(0)]).areas(area);
+    let rows: Vec<Row> = app
+        .status
+        .devices
+        .iter()
+        .map(|d| {
+            let t = app.traffic.get(&d.id);
+            let rin = text::rate(t.map(|t| t.in_rate).unwrap_or(0));
+            let rout = text::rate(t.map(|t| t.out_rate).unwrap_or(0));
+            if wide {
+                Row::new(vec![
+                    Cell::from(d.name.clone()),
+                    Cell::from(Span::styled(short(&d.id).to_string(), dim())),
+                    Cell::from(connection_cell(app, d, true)),
+                    Cell::from(d.address.clone().unwrap_or_default()),
+                    Cell::from(rin),
+                    Cell::from(rout),
+                ])
+            } else {
+                Row::new(vec![
+                    Cell::from(d.name.clone()),
+                    Cell::from(connection_cell(app, d, false)),
+                    Cell::from(rin),
+                    Cell::from(rout),
+                ])
+            }
+        })
+        .collect();
+    let (widths, header): (Vec<Constraint>, Vec<&str>) = if wide {
+        (
+            vec![
+                Constraint::Min(10),
+                Constraint::Length(7),
+                Constraint::Length(20),
+                Constraint::Length(21),
+                Constraint::Length(10),
+                Constraint::Length(10),
+            ],
+            vec![
+                text::COL_DEVICE,
+                text::COL_ID,
+                text::COL_CONN,
+                text::COL_ADDRESS,
+                text::COL_IN,
+                text::COL_OUT,
+            ],
+        )
+    } else {
+        (
+            vec![
+                Constraint::Min(8),
+                Constraint::Length(9),
+                Constraint::Length(10),
+                Constraint::Length(10),
+            ],
+            vec![text::COL_DEVICE, text::COL_CONN, text::COL_IN, text::COL_OUT],
+        )
+    };
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(dim()))
+        .block(block(&title))
+        .row_highlight_style(selected())
+        .highlight_symbol("▶ ");
+    let mut state = TableState::default().with_selected(Some(app.sel_device));
+    frame.render_stateful_widget(table, top, &mut state);
+    if let Some(d) = app.selected_device() {
+        device_detail(app, d, frame, bottom);
+    }
+}
+
+fn device_detail(app: &App, d: &super::app::DeviceStatus, frame: &mut Frame, area: Rect) {
+    let outer = block(&d.name);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let addresses = app
+        .device_conf(&d.id)
+        .map(|c| c.addresses.join(", "))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| text::DIAL_BY_DISCOVERY.to_string());
+    let connection = if d.paused {
+        Span::styled(text::PAUSED, warn())
+    } else if d.connected {
+        Span::styled(text::connected_via(d.address.as_deref()), good())
+    } else {
+        Span::styled(text::last_seen(app.last_seen.get(&d.id).copied()), dim())
+    };
+    let shared: Vec<String> = app
+        .folder_conf
+        .iter()
+        .filter(|f| f.devices.contains(&d.id))
+        .map(|f| app.folder_label(&f.id))
+        .collect();
+    let info = vec![
+        field_line(text::ID, d.id.clone()),
+        field_line(text::ADDRESSES, addresses),
+        field_line(text::CONNECTION, connection),
+        field_line(
+            text::SHARED_FOLDERS,
+            if shared.is_empty() {
+                text::NO_SHARED.to_string()
+            } else {
+                shared.join(", ")
+            },
+        ),
+    ];
+    let [info_area, rates] =
+        Layout::vertical([Constraint::Length(info.len() as u16 + 1), Constraint::Min(0)])
+            .areas(inner);
+    frame.render_widget(Paragraph::new(info).wrap(Wrap { trim: false }), info_area);
+    let t = app.traffic.get(&d.id).cloned().unwrap_or_default();
+    let spark_height = (rates.height / 2).clamp(1, 3);
+    let [in_area, out_area] = Layout::vertical([
+        Constraint::Length(spark_height),
+        Constraint::Length(spark_height),
+    ])
+    .areas(rates);
+    for (area, label, rate, history, color) in [
+        (in_area, text::IN_RATE, t.in_rate, &t.in_history, Color::Green),
+        (out_area, text::OUT_RATE, t.out_rate, &t.out_history, Color::Blue),
+    ] {
+        let [l, s] =
+            Layout::horizontal([Constraint::Length(18), Constraint::Min(0)]).areas(area);
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(format!("{label}  "), dim()),
+                Span::raw(text::rate(rate)),
+            ])),
+            l,
+        );
+        // The newest samples, right-aligned, as many as fit.
+        let data: Vec<u64> = history
+            .iter()
+            .skip(history.len().saturating_sub(s.width as usize))
+            .copied()
+            .collect();
+        frame.render_widget(
+            Sparkline::default()
+                .data(&data)
+                .style(Style::new().fg(color)),
+            s,
+        );
+    }
+}
+
+// Pending.
+
+fn pending(app: &App, frame: &mut Frame, area: Rect) {
+    if app.pending_count() == 0 {
+        frame.render_widget(
+            loading_or(app, text::NOTHING_PENDING).block(block(text::screen_title(Screen::Pending))),
+            area,
+        );
+        return;
+    }
+    let items = app.pending_items();
+    let selected_item = items.get(app.sel_pending).copied();
+    let dev_height = (app.pending.devices.len().max(1) as u16 + 3).min(area.height / 2);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(dev_height), Constraint::Min(0)]).areas(area);
+    let wide = area.width >= WIDE;
+
+    let dev_rows: Vec<Row> = if app.pending.devices.is_empty() {
+        vec![Row::new(vec![Cell::from(Span::styled(text::NO_PENDING_DEVICES, dim()))])]
+    } else {
+        app.pending
+            .devices
+            .iter()
+            .map(|d| {
+                let seen = time::OffsetDateTime::parse(
+                    &d.last_seen,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(text::clock)
+                .unwrap_or_else(|_| d.last_seen.clone());
+                let mut cells = vec![
+                    Cell::from(d.name.clone()),
+                    Cell::from(Span::styled(short(&d.id).to_string(), dim())),
+                ];
+                if wide {
+                    cells.push(Cell::from(d.address.clone()));
+                }
+                cells.push(Cell::from(seen));
+                Row::new(cells)
+            })
+            .collect()
+    };
+    let (widths, header) = if wide {
+        (
+            vec![
+                Constraint::Min(12),
+                Constraint::Length(8),
+                Constraint::Length(22),
+                Constraint::Length(10),
+            ],
+            vec![text::COL_DEVICE, text::COL_ID, text::COL_ADDRESS, text::COL_LAST_SEEN],
+        )
+    } else {
+        (
+            vec![
+                Constraint::Min(10),
+                Constraint::Length(8),
+                Constraint::Length(10),
+            ],
+            vec![text::COL_DEVICE, text::COL_ID, text::COL_LAST_SEEN],
+        )
+    };
+    let table = Table::new(dev_rows, widths)
+        .header(Row::new(header).style(dim()))
+        .block(block(text::PENDING_DEVICES))
+        .row_highlight_style(selected())
+        .highlight_symbol("▶ ");
+    let mut state = TableState::default().with_selected(match selected_item {
+        Some(PendingItem::Device(i)) => Some(i),
+        _ => None,
+    });
+    frame.render_stateful_widget(table, top, &mut state);
+
+    let folder_rows: Vec<Row> = if app.pending.folders.is_empty() {
+        vec![Row::new(vec![Cell::from(Span::styled(text::NO_PENDING_FOLDERS, dim()))])]
+    } else {
+        app.pending
+            .folders
+            .iter()
+            .map(|f| {
+                let by = f
+                    .offered_by
+                    .iter()
+                    .map(|d| app.device_name(d))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Row::new(vec![
+                    Cell::from(f.label.clone()),
+                    Cell::from(Span::styled(f.id.clone(), dim())),
+                    Cell::from(by),
+                ])
+            })
+            .collect()
+    };
+    let table = Table::new(
+        folder_rows,
+        [
+            Constraint::Min(12),
+            Constraint::Length(if wide { 20 } else { 12 }),
+            Constraint::Min(10),
+        ],
+    )
+    .header(Row::new(vec![text::COL_LABEL, text::COL_ID, text::COL_OFFERED_BY]).style(dim()))
+    .block(block(text::PENDING_FOLDERS))
+    .row_highlight_style(selected())
+    .highlight_symbol("▶ ");
+    let mut state = TableState::default().with_selected(match selected_item {
+        Some(PendingItem::Folder(i)) => Some(i),
+        _ => None,
+    });
+    frame.render_stateful_widget(table, bottom, &mut state);
+}
+
+// Events.
+
+fn events(app: &App, frame: &mut Frame, area: Rect) {
+    let note_height = if area.width >= 100 { 4 } else { 5 };
+    let [note, log] =
+        Layout::vertical([Constraint::Length(note_height), Constraint::Min(0)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(text::CONFLICTS_NOTE)
+            .style(dim())
+            .wrap(Wrap { trim: true })
+            .block(block(text::CONFLICTS)),
+        note,
+    );
+    let mut outer = block(text::EVENTS);
+    if app.log_scroll > 0 {
+        outer = outer.title_bottom(Span::styled(text::scrolled_back(app.log_scroll), warn()));
+    }
+    if app.log.is_empty() {
+        frame.render_widget(
+            Paragraph::new(text::NO_EVENTS).style(dim()).block(outer),
+            log,
+        );
+        return;
+    }
+    let height = outer.inner(log).height as usize;
+    let end = app.log.len().saturating_sub(app.log_scroll);
+    let start = end.saturating_sub(height);
+    let lines: Vec<Line> = app
+        .log
+        .range(start..end)
+        .map(|l| {
+            let style = match l.level {
+                super::app::Level::Info => Style::new(),
+                super::app::Level::Warn => warn(),
+                super::app::Level::Error => bad(),
+            };
+            Line::from(vec![
+                Span::styled(format!("{}  ", text::clock(l.time)), dim()),
+                Span::styled(l.text.clone(), style),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(outer), log);
+}
