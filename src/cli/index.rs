@@ -278,3 +278,65 @@ pub fn forget_folder(ctx: &Context, folder_id: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// Only this folder
+    folder_id: Option<String>,
+    /// One JSON array on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct ConflictJson {
+    folder: String,
+    name: String,
+    original: String,
+    device: String,
+    created: String,
+}
+
+/// `shoal conflicts`: the conflict copies in the index, newest first.
+pub fn conflicts(ctx: &Context, args: ConflictsArgs) -> anyhow::Result<()> {
+    let config = ctx.config()?;
+    let folders: Vec<_> = match &args.folder_id {
+        Some(id) => vec![config.require_folder(id)?.clone()],
+        None => config.folders.clone(),
+    };
+    let db = open_db(ctx)?;
+    let reader = db.reader()?;
+    let mut out = Vec::new();
+    for f in &folders {
+        reader.for_each_local(&f.id, |e| {
+            if !e.deleted
+                && e.file_type == crate::protocol::FileType::File
+                && let Some((original, device, created)) =
+                    crate::sync::conflict::parse_copy_name(&e.name)
+            {
+                out.push(ConflictJson {
+                    folder: f.id.clone(),
+                    name: e.name,
+                    original,
+                    device,
+                    created,
+                });
+            }
+            Ok::<(), anyhow::Error>(())
+        })?;
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+    if args.json {
+        return print_json(&out);
+    }
+    if out.is_empty() {
+        println!("no conflict copies");
+    }
+    for c in &out {
+        println!(
+            "{}  {}  (copy of {}, lost by {}, made {})",
+            c.folder, c.name, c.original, c.device, c.created
+        );
+    }
+    Ok(())
+}

@@ -306,3 +306,77 @@ fn folder_modes_send_only_and_receive_only_hold() {
         "receive-only sent a local change"
     );
 }
+
+fn set_mtime(path: &Path, secs_ago: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs_ago);
+    f.set_modified(t).expect("set mtime");
+}
+
+fn conflict_copies(root: &Path) -> Vec<String> {
+    tree(root)
+        .into_keys()
+        .filter(|n| n.contains(".sync-conflict-"))
+        .collect()
+}
+
+#[test]
+fn concurrent_edits_keep_both_versions_with_one_conflict_copy() {
+    let mut p = sync_pair();
+    std::fs::write(p.a.path("f/doc.txt"), "base").expect("write");
+    assert_converges(&p, "baseline");
+    p.sb.kill();
+    // Both edit while apart: A's edit is newer, so B's loses.
+    std::fs::write(p.a.path("f/doc.txt"), "from A, newer").expect("write");
+    set_mtime(&p.a.path("f/doc.txt"), 10);
+    p.a.run(&["rescan", "f"]).ok();
+    std::fs::write(p.b.path("f/doc.txt"), "from B, older").expect("write");
+    set_mtime(&p.b.path("f/doc.txt"), 100);
+    p.sb = p.b.serve();
+    assert_converges(&p, "both versions on both devices");
+    let copies = conflict_copies(&p.a.path("f"));
+    assert_eq!(copies.len(), 1, "exactly one conflict copy: {copies:?}");
+    let copy = &copies[0];
+    assert!(
+        copy.starts_with("doc.sync-conflict-") && copy.ends_with(".txt"),
+        "{copy}"
+    );
+    let b_short = &p.b.id()[..7];
+    assert!(
+        copy.contains(b_short),
+        "named after the device whose version lost: {copy}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.a.path("f/doc.txt")).expect("read"),
+        "from A, newer"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.a.path("f").join(copy)).expect("read"),
+        "from B, older"
+    );
+    let listed = p.a.run(&["conflicts", "--json"]).json();
+    assert_eq!(listed[0]["original"], "doc.txt");
+    assert_eq!(listed[0]["device"], b_short);
+    assert_eq!(listed[0]["folder"], "f");
+}
+
+#[test]
+fn an_edit_against_a_delete_keeps_the_edit() {
+    let mut p = sync_pair();
+    std::fs::write(p.a.path("f/keep.txt"), "v1").expect("write");
+    assert_converges(&p, "baseline");
+    p.sb.kill();
+    std::fs::remove_file(p.a.path("f/keep.txt")).expect("rm");
+    p.a.run(&["rescan", "f"]).ok();
+    std::fs::write(p.b.path("f/keep.txt"), "v2 edited while A deleted it").expect("write");
+    p.sb = p.b.serve();
+    assert_converges(&p, "the edit survives on both");
+    assert_eq!(
+        std::fs::read_to_string(p.a.path("f/keep.txt")).expect("read"),
+        "v2 edited while A deleted it"
+    );
+    assert!(conflict_copies(&p.a.path("f")).is_empty());
+}
