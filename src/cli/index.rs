@@ -45,6 +45,16 @@ struct ScanErrorJson {
     error: String,
 }
 
+/// A read-only view of the home's index for commands that only look (no writer thread;
+/// safe beside a running service). A home without an index gets an empty one first.
+pub fn open_reader(ctx: &Context) -> anyhow::Result<crate::db::Reader> {
+    let path = ctx.home.db_path();
+    if !path.exists() {
+        drop(open_db(ctx)?);
+    }
+    Ok(crate::db::Reader::open(&path)?)
+}
+
 /// Opens the home's index.
 pub fn open_db(ctx: &Context) -> anyhow::Result<Db> {
     let local = ctx.local_id()?;
@@ -214,8 +224,7 @@ struct EntryJson<'a> {
 pub fn ls(ctx: &Context, args: LsArgs) -> anyhow::Result<()> {
     let config = ctx.config()?;
     let folder = config.require_folder(&args.folder_id)?;
-    let db = open_db(ctx)?;
-    let reader = db.reader()?;
+    let reader = open_reader(ctx)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
@@ -304,8 +313,7 @@ pub fn conflicts(ctx: &Context, args: ConflictsArgs) -> anyhow::Result<()> {
         Some(id) => vec![config.require_folder(id)?.clone()],
         None => config.folders.clone(),
     };
-    let db = open_db(ctx)?;
-    let reader = db.reader()?;
+    let reader = open_reader(ctx)?;
     let mut out = Vec::new();
     for f in &folders {
         reader.for_each_local(&f.id, |e| {

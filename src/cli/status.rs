@@ -4,7 +4,7 @@
 //! device disconnected and `service_running` false.
 
 use super::Context;
-use super::index::{human_bytes, open_db};
+use super::index::{human_bytes, open_reader};
 use super::output::{pad, print_json};
 use crate::indexer::check_marker;
 use clap::Args;
@@ -61,8 +61,7 @@ pub fn run(ctx: &Context, args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = ctx.config()?;
-    let db = open_db(ctx)?;
-    let reader = db.reader()?;
+    let reader = open_reader(ctx)?;
     let mut folders = Vec::new();
     for f in &config.folders {
         let (local_files, local_bytes) = reader.local_counts(&f.id)?;

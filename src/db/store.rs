@@ -75,6 +75,11 @@ pub fn migrate(conn: &Connection) -> Result<(), DbError> {
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Another process may have migrated while we waited for the write lock.
+    if user_version(conn)? == SCHEMA_VERSION {
+        conn.execute_batch("COMMIT")?;
+        return Ok(());
+    }
     let result = migrate_in_transaction(conn);
     match result {
         Ok(()) => conn.execute_batch("COMMIT")?,
@@ -170,12 +175,25 @@ pub fn init_local(conn: &Connection, local: DeviceId) -> Result<(), DbError> {
             r.get(0)
         })
         .optional()?;
-    match row {
+    let row = match row {
         None => {
+            // OR IGNORE: another process opening the same new database may insert first.
             conn.execute(
-                "INSERT INTO devices (idx, short_id, device_id) VALUES (0, ?1, ?2)",
+                "INSERT OR IGNORE INTO devices (idx, short_id, device_id) VALUES (0, ?1, ?2)",
                 params![to_i64(local.short().0), &local.as_bytes()[..]],
             )?;
+            conn.query_row("SELECT device_id FROM devices WHERE idx = 0", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+        }
+        some => some,
+    };
+    match row {
+        None => {
+            return Err(DbError::Failed(
+                "the local device row could not be stored".into(),
+            ));
         }
         Some(Some(bytes)) if bytes.as_slice() == local.as_bytes() => {}
         Some(stored) => {
