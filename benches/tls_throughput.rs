@@ -8,14 +8,23 @@
 //! - Shoal: the path a block takes between two devices. Two fresh identities and
 //!   [`shoal::net::tls::configs`] (TLS 1.3, ring, AES-GCM first), TCP_NODELAY and the
 //!   byte counters as in `net`, a Hello first, then N MiB as `Response` frames of 128 KiB
-//!   made by a producer and queued in a bounded channel, which a writer batches up to
-//!   256 KiB per write (as the service's writer does); the receiver reads into a 64 KiB
-//!   buffer, decodes with [`FrameDecoder`] and counts payload bytes.
+//!   made with [`encode`], batched up to 256 KiB per write as the service's writer does;
+//!   the receiver reads into a 64 KiB buffer as the service's reader does, decodes with
+//!   [`FrameDecoder`] and counts payload bytes.
 //!
 //! Both run on a tokio multi-thread runtime with 2 workers, as the service uses; time is
-//! from connect to the last byte received. Profiling knobs (defaults are the service's
-//! values): `--batch KiB` (writer batch target), `--rbuf KiB` (TLS read buffer),
-//! `--direct` (the writer encodes one prebuilt message, no producer or channel).
+//! from connect to the last byte received. The process's CPU time (both ends) is reported
+//! too: on a busy machine the throughput follows the CPU share the process gets, and CPU
+//! seconds per GB is the steadier figure.
+//!
+//! Knobs for profiling (defaults are the service's values):
+//! - `--batch KiB`: the writer's batch target (256);
+//! - `--rbuf KiB`: the TLS receiver's read buffer (64);
+//! - `--tcp-buf KiB`: a `BufReader` of that size between the receiver's socket and TLS
+//!   (none: rustls reads at most 4 KiB per call, so one `recv` per 4 KiB);
+//! - `--outbox`: blocks made as `sync::serve` makes them, a fresh `Vec` each, queued in a
+//!   bounded channel of 256 (`net::OUTBOX`) that the writer drains with `try_recv`;
+//! - `--bare`: TLS alone, no Shoal framing: 128 KiB plaintext writes, reads counted.
 
 use shoal::identity::Identity;
 use shoal::net::counted::{Counted, Counters};
@@ -37,6 +46,8 @@ const CHUNK: usize = MAX_BLOCK_SIZE as usize;
 /// The service's queue of outgoing messages per connection (`net::OUTBOX`).
 const OUTBOX: usize = 256;
 const MIB: usize = 1 << 20;
+const DEFAULT_BATCH: usize = 256 << 10;
+const DEFAULT_RBUF: usize = 64 << 10;
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -46,12 +57,11 @@ struct Opts {
     batch: usize,
     /// The TLS receiver's read buffer.
     rbuf: usize,
-    /// Encode one prebuilt message over and over: no producer task, no channel.
-    direct: bool,
-    /// A `BufReader` of this capacity between the receiver's socket and TLS (0: none, as
-    /// in the service): rustls reads at most 4 KiB per call.
+    /// A `BufReader` of this capacity under the receiver's TLS (0: none, as in `net`).
     tcp_buf: usize,
-    /// TLS without Shoal: 128 KiB plaintext writes, reads counted, no frames at all.
+    /// A fresh `Vec` per block through a bounded channel, as `sync::serve` answers.
+    outbox: bool,
+    /// TLS without Shoal framing.
     bare: bool,
 }
 
@@ -60,10 +70,10 @@ impl Opts {
         let mut o = Opts {
             mib: 1024,
             reps: 5,
-            batch: 256 << 10,
-            rbuf: 64 << 10,
-            direct: false,
+            batch: DEFAULT_BATCH,
+            rbuf: DEFAULT_RBUF,
             tcp_buf: 0,
+            outbox: false,
             bare: false,
         };
         let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -78,12 +88,12 @@ impl Opts {
                 "--reps" => o.reps = num("--reps", args.next()),
                 "--batch" => o.batch = num("--batch", args.next()) << 10,
                 "--rbuf" => o.rbuf = num("--rbuf", args.next()) << 10,
-                "--direct" => o.direct = true,
-                "--bare" => o.bare = true,
                 "--tcp-buf" => o.tcp_buf = num("--tcp-buf", args.next()) << 10,
+                "--outbox" => o.outbox = true,
+                "--bare" => o.bare = true,
                 other => panic!(
-                    "unknown argument {other:?}; usage: \
-                     [--mib N] [--reps R] [--batch KiB] [--rbuf KiB] [--direct] [--tcp-buf KiB] [--bare]"
+                    "unknown argument {other:?}; usage: [--mib N] [--reps R] \
+                     [--batch KiB] [--rbuf KiB] [--tcp-buf KiB] [--outbox] [--bare]"
                 ),
             }
         }
@@ -92,26 +102,61 @@ impl Opts {
 
     /// The command line that reproduces this run.
     fn command(&self) -> String {
-        let mut c = format!(
-            "cargo bench --bench tls_throughput -- --mib {} --reps {}",
-            self.mib, self.reps
-        );
-        if self.batch != 256 << 10 {
-            c += &format!(" --batch {}", self.batch >> 10);
+        let mut c = "cargo bench --bench tls_throughput".to_string();
+        if self.mib != 1024 || self.reps != 5 {
+            c += &format!(" -- --mib {} --reps {}", self.mib, self.reps);
         }
-        if self.rbuf != 64 << 10 {
-            c += &format!(" --rbuf {}", self.rbuf >> 10);
+        let mut knob = |s: String| {
+            if !c.contains(" -- ") {
+                c += " --";
+            }
+            c += &s;
+        };
+        if self.batch != DEFAULT_BATCH {
+            knob(format!(" --batch {}", self.batch >> 10));
         }
-        if self.direct {
-            c += " --direct";
-        }
-        if self.bare {
-            c += " --bare";
+        if self.rbuf != DEFAULT_RBUF {
+            knob(format!(" --rbuf {}", self.rbuf >> 10));
         }
         if self.tcp_buf > 0 {
-            c += &format!(" --tcp-buf {}", self.tcp_buf >> 10);
+            knob(format!(" --tcp-buf {}", self.tcp_buf >> 10));
+        }
+        if self.outbox {
+            knob(" --outbox".into());
+        }
+        if self.bare {
+            knob(" --bare".into());
         }
         c
+    }
+
+    /// What the Shoal side does, for the results file.
+    fn describe(&self) -> String {
+        if self.bare {
+            return format!(
+                "`--bare`: TLS alone, 128 KiB plaintext writes, {} KiB reads, no frames",
+                self.rbuf >> 10
+            );
+        }
+        let source = if self.outbox {
+            "a fresh `Vec` per block through a bounded channel of 256 (`--outbox`)"
+        } else {
+            "one block buffer, re-encoded"
+        };
+        let under = if self.tcp_buf > 0 {
+            format!(
+                ", over a {} KiB `BufReader` on the socket",
+                self.tcp_buf >> 10
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "a Hello, then `Response` frames of 128 KiB from {source}, batched to at most \
+             {} KiB per write (then flush); reads of {} KiB{under} into `FrameDecoder`",
+            self.batch >> 10,
+            self.rbuf >> 10
+        )
     }
 }
 
@@ -174,21 +219,20 @@ async fn tls_once(
     let addr = listener.local_addr().expect("local address");
     let acceptor = TlsAcceptor::from(server);
     let connector = TlsConnector::from(client);
-    let rbuf = o.rbuf;
+    let o2 = o.clone();
     let start = Instant::now();
-    let (tcp_buf, bare) = (o.tcp_buf, o.bare);
     let receiver = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         tcp.set_nodelay(true).expect("nodelay");
         let counters = Arc::new(Counters::default());
-        if tcp_buf > 0 {
-            let tcp = tokio::io::BufReader::with_capacity(tcp_buf, tcp);
-            tls_receive(acceptor.accept(Counted::new(tcp, counters)), rbuf, bare).await
+        if o2.tcp_buf > 0 {
+            let tcp = tokio::io::BufReader::with_capacity(o2.tcp_buf, tcp);
+            tls_receive(acceptor.accept(Counted::new(tcp, counters)), &o2).await
         } else {
-            tls_receive(acceptor.accept(Counted::new(tcp, counters)), rbuf, bare).await
+            tls_receive(acceptor.accept(Counted::new(tcp, counters)), &o2).await
         }
     });
-    let (batch, direct) = (o.batch, o.direct);
+    let o = o.clone();
     let sender = tokio::spawn(async move {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.set_nodelay(true).expect("nodelay");
@@ -197,73 +241,16 @@ async fn tls_once(
         let name = ServerName::try_from("shoal").expect("a valid server name");
         let tls = connector.connect(name, stream).await.expect("TLS connect");
         let (_rd, mut wr) = tokio::io::split(tls);
-        if bare {
-            let data = block();
+        let data = block();
+        if o.bare {
             let mut sent = 0;
             while sent < total {
                 let n = CHUNK.min(total - sent);
                 wr.write_all(&data[..n]).await.expect("TLS write");
                 sent += n;
             }
-            wr.shutdown().await.expect("TLS shutdown");
-            return counters.get().1;
-        }
-        let mut out = Vec::with_capacity(batch + CHUNK + 64);
-        encode(&Message::Hello(Hello::ours("bench")), &mut out).expect("Hello encodes");
-        wr.write_all(&out).await.expect("write Hello");
-        wr.flush().await.expect("flush");
-        let blocks = total.div_ceil(CHUNK);
-        let data = block();
-        let response = |id: usize, data: Vec<u8>| {
-            Message::Response(Response {
-                id: id as u64,
-                code: ResponseCode::Ok,
-                data,
-            })
-        };
-        if direct {
-            let full = response(0, data.clone());
-            let mut id = 0;
-            while id < blocks {
-                out.clear();
-                while id < blocks && out.len() < batch {
-                    let n = CHUNK.min(total - id * CHUNK);
-                    if n == CHUNK {
-                        encode(&full, &mut out).expect("Response encodes");
-                    } else {
-                        encode(&response(id, data[..n].to_vec()), &mut out)
-                            .expect("Response encodes");
-                    }
-                    id += 1;
-                }
-                wr.write_all(&out).await.expect("TLS write");
-                wr.flush().await.expect("flush");
-            }
         } else {
-            // A producer as the block server is one: a fresh Vec per block, queued.
-            let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX);
-            let producer = tokio::spawn(async move {
-                for id in 0..blocks {
-                    let n = CHUNK.min(total - id * CHUNK);
-                    if tx.send(response(id, data[..n].to_vec())).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            // The service's writer loop: one message, then whatever is already queued.
-            while let Some(msg) = rx.recv().await {
-                out.clear();
-                encode(&msg, &mut out).expect("Response encodes");
-                while out.len() < batch {
-                    match rx.try_recv() {
-                        Ok(m) => encode(&m, &mut out).expect("Response encodes"),
-                        Err(_) => break,
-                    }
-                }
-                wr.write_all(&out).await.expect("TLS write");
-                wr.flush().await.expect("flush");
-            }
-            producer.await.expect("producer");
+            tls_send(&mut wr, total, data, &o).await;
         }
         wr.shutdown().await.expect("TLS shutdown");
         counters.get().1
@@ -278,12 +265,79 @@ async fn tls_once(
     }
 }
 
+fn response(id: usize, data: Vec<u8>) -> Message {
+    Message::Response(Response {
+        id: id as u64,
+        code: ResponseCode::Ok,
+        data,
+    })
+}
+
+/// The sending side after the handshake: a Hello, then `total` bytes of blocks.
+async fn tls_send<W: AsyncWrite + Unpin>(wr: &mut W, total: usize, data: Vec<u8>, o: &Opts) {
+    let batch = o.batch;
+    let mut out = Vec::with_capacity(batch + CHUNK + 64);
+    encode(&Message::Hello(Hello::ours("bench")), &mut out).expect("Hello encodes");
+    wr.write_all(&out).await.expect("write Hello");
+    wr.flush().await.expect("flush");
+    let blocks = total.div_ceil(CHUNK);
+    let size = move |id: usize| CHUNK.min(total - id * CHUNK);
+    if !o.outbox {
+        // The writer's loop with the messages already there: encode until the batch is
+        // full, write, flush.
+        let mut full = response(0, data.clone());
+        let mut id = 0;
+        while id < blocks {
+            out.clear();
+            while id < blocks && out.len() < batch {
+                if size(id) == CHUNK {
+                    if let Message::Response(r) = &mut full {
+                        r.id = id as u64;
+                    }
+                    encode(&full, &mut out).expect("Response encodes");
+                } else {
+                    let last = response(id, data[..size(id)].to_vec());
+                    encode(&last, &mut out).expect("Response encodes");
+                }
+                id += 1;
+            }
+            wr.write_all(&out).await.expect("TLS write");
+            wr.flush().await.expect("flush");
+        }
+        return;
+    }
+    // As `sync::serve` answers: a fresh Vec per block, queued for the writer.
+    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX);
+    let producer = tokio::spawn(async move {
+        for id in 0..blocks {
+            let mut v = vec![0u8; size(id)];
+            v.copy_from_slice(&data[..size(id)]);
+            if tx.send(response(id, v)).await.is_err() {
+                return;
+            }
+        }
+    });
+    // The service's writer loop: one message, then whatever is already queued.
+    while let Some(msg) = rx.recv().await {
+        out.clear();
+        encode(&msg, &mut out).expect("Response encodes");
+        while out.len() < batch {
+            match rx.try_recv() {
+                Ok(m) => encode(&m, &mut out).expect("Response encodes"),
+                Err(_) => break,
+            }
+        }
+        wr.write_all(&out).await.expect("TLS write");
+        wr.flush().await.expect("flush");
+    }
+    producer.await.expect("producer");
+}
+
 /// The receiving side: the TLS handshake, then frames until the sender closes. Returns
 /// the payload bytes, when the last arrived, and the negotiated cipher suite.
 async fn tls_receive<S: AsyncRead + AsyncWrite + Unpin>(
     accept: tokio_rustls::Accept<S>,
-    rbuf: usize,
-    bare: bool,
+    o: &Opts,
 ) -> (usize, Instant, String) {
     let tls = accept.await.expect("TLS accept");
     let suite = tls
@@ -292,10 +346,9 @@ async fn tls_receive<S: AsyncRead + AsyncWrite + Unpin>(
         .negotiated_cipher_suite()
         .map_or_else(|| "none".to_string(), |s| format!("{:?}", s.suite()));
     let (mut rd, _wr) = tokio::io::split(tls);
-    let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; rbuf];
+    let mut buf = vec![0u8; o.rbuf];
     let mut got = 0usize;
-    if bare {
+    if o.bare {
         loop {
             let n = rd.read(&mut buf).await.expect("TLS read");
             if n == 0 {
@@ -304,6 +357,7 @@ async fn tls_receive<S: AsyncRead + AsyncWrite + Unpin>(
             got += n;
         }
     }
+    let mut decoder = FrameDecoder::new();
     loop {
         while let Some(msg) = decoder.next_message().expect("valid frames") {
             match msg {
@@ -323,42 +377,73 @@ async fn tls_receive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// CPU time of this process so far (user + system), from `/proc/self/stat`, in clock
-/// ticks of 10 ms (`CLK_TCK` is 100 on Linux); zero where that file does not exist.
+/// CPU time of this process so far (user + system, all threads), from `/proc/self/stat`
+/// in clock ticks of 10 ms (`CLK_TCK` is 100 on Linux); zero where that file is missing.
 fn cpu_time() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
     };
-    // Fields after the command name (which may hold spaces) start at field 3.
+    // After the command name (which may hold spaces): state is field 3, utime field 14.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
+    let ticks: u64 = rest
         .split_whitespace()
         .skip(11)
         .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    Duration::from_millis(f.iter().sum::<u64>() * 10)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
-/// Runs `f`, returning its wall time as it measures it and the CPU time of the process.
+/// Awaits `f`, returning its output and the CPU time the process spent meanwhile.
 async fn with_cpu<F: Future<Output = T>, T>(f: F) -> (T, Duration) {
     let before = cpu_time();
     let out = f.await;
     (out, cpu_time().saturating_sub(before))
 }
 
-fn mbps(bytes: usize, d: Duration) -> f64 {
-    bytes as f64 / d.as_secs_f64() / 1e6
+/// One side of one repetition.
+struct Sample {
+    mbps: f64,
+    /// CPU time / wall time.
+    cores: f64,
+    /// CPU seconds per 10^9 payload bytes.
+    cpu_per_gb: f64,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
+impl Sample {
+    fn new(bytes: usize, wall: Duration, cpu: Duration) -> Self {
+        let gb = bytes as f64 / 1e9;
+        Sample {
+            mbps: gb * 1e3 / wall.as_secs_f64(),
+            cores: cpu.as_secs_f64() / wall.as_secs_f64(),
+            cpu_per_gb: cpu.as_secs_f64() / gb,
+        }
+    }
+
+    fn cells(&self) -> String {
+        format!(
+            "{:.0} | {:.2} | {:.2}",
+            self.mbps, self.cores, self.cpu_per_gb
+        )
+    }
+}
+
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    let mut s: Vec<f64> = v.collect();
     s.sort_by(f64::total_cmp);
     let m = s.len() / 2;
     if s.len() % 2 == 1 {
         s[m]
     } else {
         (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+fn medians(v: &[Sample]) -> Sample {
+    Sample {
+        mbps: median(v.iter().map(|s| s.mbps)),
+        cores: median(v.iter().map(|s| s.cores)),
+        cpu_per_gb: median(v.iter().map(|s| s.cpu_per_gb)),
     }
 }
 
@@ -378,8 +463,6 @@ fn main() {
     let client = tls::configs(&b).expect("TLS configs").client;
 
     let (mut raw, mut shoal, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut raw_busy, mut tls_busy) = (Vec::new(), Vec::new());
-    let mut rows = Vec::new();
     let (mut suite, mut wire) = (String::new(), 0);
     rt.block_on(async {
         // Warm-up, not reported: page in buffers, let the workers settle.
@@ -387,77 +470,61 @@ fn main() {
         raw_once(warm).await;
         tls_once(warm, server.clone(), client.clone(), &o).await;
         for rep in 1..=o.reps {
-            let (raw_wall, raw_cpu) = with_cpu(raw_once(total)).await;
-            let (t, tls_cpu) = with_cpu(tls_once(total, server.clone(), client.clone(), &o)).await;
-            let (r, s) = (mbps(total, raw_wall), mbps(total, t.elapsed));
-            let raw_cores = raw_cpu.as_secs_f64() / raw_wall.as_secs_f64();
-            let tls_cores = tls_cpu.as_secs_f64() / t.elapsed.as_secs_f64();
+            let (wall, cpu) = with_cpu(raw_once(total)).await;
+            let r = Sample::new(total, wall, cpu);
+            let (t, cpu) = with_cpu(tls_once(total, server.clone(), client.clone(), &o)).await;
+            let s = Sample::new(total, t.elapsed, cpu);
             suite = t.suite;
             wire = t.wire;
             eprintln!(
-                "rep {rep}: raw TCP {r:.0} MB/s ({raw_cores:.2} cores), \
-                 Shoal TLS {s:.0} MB/s ({tls_cores:.2} cores), {:.2}×",
-                s / r
+                "rep {rep}: raw TCP {:.0} MB/s ({:.2} cores), Shoal TLS {:.0} MB/s \
+                 ({:.2} cores), {:.2}×",
+                r.mbps,
+                r.cores,
+                s.mbps,
+                s.cores,
+                s.mbps / r.mbps
             );
-            rows.push(format!(
-                "| {rep} | {r:.0} | {raw_cores:.2} | {s:.0} | {tls_cores:.2} | {:.2} |",
-                s / r
-            ));
-            raw_busy.push(raw_cores);
-            tls_busy.push(tls_cores);
+            ratio.push(s.mbps / r.mbps);
             raw.push(r);
             shoal.push(s);
-            ratio.push(s / r);
         }
     });
 
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let date = time::OffsetDateTime::now_utc().date();
     let mut md = format!(
-        "TLS throughput benchmark, {date}, nproc {nproc}, tokio multi-thread runtime with 2 \
-         workers, loopback.\n\nCommand: `{}`\n\n{} MiB per transfer, {} repetitions \
-         alternating raw TCP and Shoal TLS (after an unreported warm-up of each); MB/s = \
-         10^6 payload bytes per second, from connect to the last byte received.\n\n\
+        "TLS throughput benchmark, {date}, nproc {nproc}, loopback, tokio multi-thread \
+         runtime with 2 workers.\n\n\
+         Command: `{}`\n\n\
+         {} MiB per transfer, {} repetitions alternating raw TCP and Shoal TLS (after an \
+         unreported warm-up of each). MB/s: 10^6 payload bytes per second, from connect to \
+         the last byte received. Cores: process CPU time (user + system, both ends, 10 ms \
+         ticks) / wall time. CPU s/GB: CPU seconds per 10^9 payload bytes.\n\n\
          - Raw TCP: 128 KiB writes, 128 KiB reads, TCP_NODELAY.\n\
-         - Shoal TLS: `net::tls::configs` of two fresh identities, negotiated cipher suite \
-         {suite}; `Response` frames of 128 KiB{}, at most {} KiB per write; reads of {} KiB \
-         into `FrameDecoder`. Wire bytes per payload byte: {:.4} (TLS records, framing, \
-         handshake, Hello).\n\n",
+         - Shoal TLS: `net::tls::configs` of two fresh identities, cipher suite {suite}, \
+         TCP_NODELAY, `Counted` streams split in halves as in `net`; {}. Wire bytes per \
+         payload byte: {:.4}.\n\n\
+         | rep | raw MB/s | raw cores | raw CPU s/GB | TLS MB/s | TLS cores | TLS CPU s/GB \
+         | TLS/raw |\n|---|---|---|---|---|---|---|---|\n",
         o.command(),
         o.mib,
         o.reps,
-        if o.bare {
-            " (no: `--bare`, plaintext written as is, no frames, no decoder)"
-        } else if o.direct {
-            " encoded straight from one prebuilt message"
-        } else {
-            " from a producer through a bounded channel (the service's outbox of 256)"
-        },
-        o.batch >> 10,
-        o.rbuf >> 10,
+        o.describe(),
         wire as f64 / total as f64,
     );
-    md += "| rep | raw TCP MB/s | raw CPU cores | Shoal TLS MB/s | TLS CPU cores | TLS/raw |\n\
-           |---|---|---|---|---|---|\n";
-    for row in &rows {
-        md += row;
-        md += "\n";
+    for (i, ((r, s), q)) in raw.iter().zip(&shoal).zip(&ratio).enumerate() {
+        md += &format!("| {} | {} | {} | {q:.2} |\n", i + 1, r.cells(), s.cells());
     }
+    let q = median(ratio.iter().copied());
     md += &format!(
-        "| **median** | **{:.0}** | {:.2} | **{:.0}** | {:.2} | **{:.2}** |\n\n\
-         CPU cores = process CPU time (user + system, both ends, 10 ms ticks) / wall time; \
-         the runtime has 2 workers.\n\n\
-         Target: TLS/raw ≥ 0.5 (median ratio {}).\n",
-        median(&raw),
-        median(&raw_busy),
-        median(&shoal),
-        median(&tls_busy),
-        median(&ratio),
-        if median(&ratio) >= 0.5 {
-            "met"
-        } else {
-            "NOT met"
-        },
+        "| **median** | {} | {} | **{q:.2}** |\n\n\
+         Target TLS/raw ≥ 0.5: {} (median of the per-repetition ratios; CPU cost per byte \
+         TLS/raw {:.1}×).\n",
+        medians(&raw).cells(),
+        medians(&shoal).cells(),
+        if q >= 0.5 { "met" } else { "NOT met" },
+        medians(&shoal).cpu_per_gb / medians(&raw).cpu_per_gb,
     );
     println!("{md}");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results/tls.md");

@@ -14,6 +14,7 @@
 //! - `net`: TLS (the dangerous verifier in `net::danger`), connections, dialers.
 //! - `sync`: index exchange, the puller, answering block requests, watching.
 //! - `service`: boots and supervises everything; events; the control API.
+//! - `tui`: the dashboard (`shoal tui`); talks to the service only through the control API.
 //! - `cli`: the command line; talks to the config and index directly, or to the service.
 
 pub mod cli;
@@ -26,3 +27,4 @@ pub mod protocol;
 pub mod scan;
 pub mod service;
 pub mod sync;
+pub mod tui;

@@ -10,7 +10,12 @@ fn main() -> ExitCode {
     }));
     let cli = shoal::cli::Cli::parse();
     let service = matches!(cli.command, shoal::cli::Command::Serve);
-    shoal::cli::init_logging(cli.global.verbose, service);
+    if matches!(cli.command, shoal::cli::Command::Tui) {
+        // The dashboard owns the terminal: its logs go to a file in the home.
+        shoal::tui::init_logging(cli.global.home.as_deref(), cli.global.verbose);
+    } else {
+        shoal::cli::init_logging(cli.global.verbose, service);
+    }
     match shoal::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

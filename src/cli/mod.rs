@@ -79,6 +79,8 @@ identity is kept and the same ID printed; --name and --listen then update the co
     Ls(index::LsArgs),
     /// This device, its folders and devices
     Status(status::StatusArgs),
+    /// Conflict copies the index knows of (every folder without an ID)
+    Conflicts(index::ConflictsArgs),
     /// Run the service in the foreground: listen, connect to trusted devices, scan, sync
     #[command(
         long_about = "Run the headless service in the foreground: listen on the configured \
@@ -87,6 +89,15 @@ home. Logs go to stderr (-v for more). SIGINT or SIGTERM stops it cleanly within
 with no identity yet is initialised first (its device ID is logged)."
     )]
     Serve,
+    /// The dashboard: a live view and control of this home's service
+    #[command(
+        long_about = "Open the terminal dashboard: this device, its folders and devices, what is \
+pending, and the service's events, live. It attaches to the service running on this home; where \
+none runs, it runs one inside its own process for as long as it is open (and says so in its \
+header). A home with no identity yet is initialised first. Logs go to shoal.log in the home. \
+Press ? for the keys, q to quit."
+    )]
+    Tui,
     /// Devices that knocked and folders that trusted devices offered
     Pending(pending::PendingArgs),
     /// Trust a pending device, or add a folder a trusted device offered
@@ -187,6 +198,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rescan(args) => index::rescan(&ctx, args),
         Command::Ls(args) => index::ls(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
+        Command::Conflicts(args) => index::conflicts(&ctx, args),
         Command::Serve => {
             if !ctx.home.exists() {
                 ctx.home.create()?;
@@ -198,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::service::serve_forever(ctx.home)?;
             Ok(())
         }
+        Command::Tui => Ok(crate::tui::run(ctx.home)?),
         Command::Pending(args) => pending::list(&ctx, args),
         Command::Accept(cmd) => pending::accept(&ctx, cmd),
         Command::Dismiss(cmd) => pending::dismiss(&ctx, cmd),

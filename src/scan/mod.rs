@@ -39,8 +39,8 @@
 //! not be read, or for any other error.
 //!
 //! Work is spread over the rayon global pool: files are hashed in parallel, and the blocks
-//! of one file's read buffer too, so a single large file uses every core. Memory is one
-//! read buffer ([`READ_BUFFER`]) per hashing worker.
+//! of one file's read buffer too while the next buffer is read and cut, so a single large
+//! file uses every core. Memory is two read buffers ([`READ_BUFFER`]) per hashing worker.
 
 mod chunker;
 mod hash;

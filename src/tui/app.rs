@@ -348,7 +348,9 @@ pub enum Dialog {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Overlay {
     /// Every key binding (scrolled by this many lines).
-    Help { scroll: u16 },
+    Help {
+        scroll: u16,
+    },
     /// This device's ID as a QR code.
     Qr,
     Dialog(Dialog),

@@ -119,6 +119,7 @@ const EVENTS: Scope = S::Screen(Screen::Events);
 
 /// The table. Within a scope the first match wins; a screen's own bindings are looked up
 /// before the global ones.
+#[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
     b(S::Global, &[k('q'), ctrl('c')], C::Quit, t::QUIT, Some(t::HINT_QUIT)),
     b(S::Global, &[k('?')], C::Help, t::HELP, Some(t::HINT_HELP)),

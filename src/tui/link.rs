@@ -72,16 +72,17 @@ impl Link {
             }
             Effect::Call { what, request } => {
                 let (socket, tx) = (self.socket.clone(), self.actions.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("tui-call".into())
-                    .spawn(move || {
-                        debug!(?request, "sending");
-                        let result = Client::connect(&socket)
-                            .and_then(|mut c| c.call(&request))
-                            .map(|_| ())
-                            .map_err(|e| e.to_string());
-                        let _ = tx.send(Action::Done { what, result });
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("tui-call".into())
+                        .spawn(move || {
+                            debug!(?request, "sending");
+                            let result = Client::connect(&socket)
+                                .and_then(|mut c| c.call(&request))
+                                .map(|_| ())
+                                .map_err(|e| e.to_string());
+                            let _ = tx.send(Action::Done { what, result });
+                        });
                 if let Err(e) = spawned {
                     warn!(error = %e, "cannot start a thread for a request");
                 }

@@ -71,14 +71,14 @@ pub fn help_lines() -> Vec<Line<'static>> {
 fn help(scroll: u16, frame: &mut Frame, area: Rect) {
     let lines = help_lines();
     let r = popup(frame, area, 72, area.height.saturating_sub(2));
-    let outer = block(text::DLG_HELP.trim()).title_bottom(Span::styled(
-        format!(" {} ", text::HELP_FOOTER),
-        dim(),
-    ));
+    let outer = block(text::DLG_HELP.trim())
+        .title_bottom(Span::styled(format!(" {} ", text::HELP_FOOTER), dim()));
     let visible = outer.inner(r).height;
     let max = (lines.len() as u16).saturating_sub(visible);
     frame.render_widget(
-        Paragraph::new(lines).block(outer).scroll((scroll.min(max), 0)),
+        Paragraph::new(lines)
+            .block(outer)
+            .scroll((scroll.min(max), 0)),
         r,
     );
 }
@@ -106,7 +106,11 @@ fn qr(app: &App, frame: &mut Frame, area: Rect) {
         })
         .unwrap_or((0, 0));
     let fits = code.is_some() && w + 2 <= area.width && h + 3 <= area.height;
-    let width = if fits { (w + 2).max(id.len() as u16 + 4) } else { 70 };
+    let width = if fits {
+        (w + 2).max(id.len() as u16 + 4)
+    } else {
+        70
+    };
     let height = if fits { h + 3 } else { 7 };
     let r = popup(frame, area, width, height);
     let outer = block(text::DLG_QR.trim());
@@ -133,10 +137,7 @@ fn qr(app: &App, frame: &mut Frame, area: Rect) {
         ),
         None => frame.render_widget(Paragraph::new(text::QR_FAILED), code_area),
     }
-    frame.render_widget(
-        Paragraph::new(Span::styled(id, bold())).centered(),
-        id_area,
-    );
+    frame.render_widget(Paragraph::new(Span::styled(id, bold())).centered(), id_area);
 }
 
 // Dialogs.
@@ -240,11 +241,7 @@ fn dialog(app: &App, d: &Dialog, frame: &mut Frame, area: Rect) {
                         Span::styled(format!("{m:<14}"), bold()),
                         Span::raw(text::mode_help(m)),
                     ]);
-                    if i == *cursor {
-                        l.style(selected())
-                    } else {
-                        l
-                    }
+                    if i == *cursor { l.style(selected()) } else { l }
                 })
                 .collect();
             frame.render_widget(Paragraph::new(lines), list);
@@ -326,7 +323,13 @@ fn add_device(a: &AddDevice, frame: &mut Frame, area: Rect) {
         Constraint::Length(1),
     ])
     .areas(inner);
-    input(frame, id, text::FIELD_DEVICE_ID, &a.id, a.focus == DeviceField::Id);
+    input(
+        frame,
+        id,
+        text::FIELD_DEVICE_ID,
+        &a.id,
+        a.focus == DeviceField::Id,
+    );
     let check_area = Rect {
         x: check.x + 2,
         width: check.width.saturating_sub(2),
@@ -336,7 +339,13 @@ fn add_device(a: &AddDevice, frame: &mut Frame, area: Rect) {
         Paragraph::new(id_check(&a.id.value)).wrap(Wrap { trim: true }),
         check_area,
     );
-    input(frame, name, text::FIELD_NAME, &a.name, a.focus == DeviceField::Name);
+    input(
+        frame,
+        name,
+        text::FIELD_NAME,
+        &a.name,
+        a.focus == DeviceField::Name,
+    );
     input(
         frame,
         addr,
@@ -385,13 +394,28 @@ fn add_folder(f: &AddFolder, frame: &mut Frame, area: Rect) {
         Constraint::Length(1),
     ])
     .areas(inner);
-    input(frame, path, text::FIELD_PATH, &f.path, f.focus == FolderField::Path);
-    input(frame, label, text::FIELD_LABEL, &f.label, f.focus == FolderField::Label);
+    input(
+        frame,
+        path,
+        text::FIELD_PATH,
+        &f.path,
+        f.focus == FolderField::Path,
+    );
+    input(
+        frame,
+        label,
+        text::FIELD_LABEL,
+        &f.label,
+        f.focus == FolderField::Label,
+    );
     let mode_focused = f.focus == FolderField::Mode;
     let [ml, mv] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(mode);
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(if mode_focused { "▸ " } else { "  " }, bold().fg(Color::Cyan)),
+            Span::styled(
+                if mode_focused { "▸ " } else { "  " },
+                bold().fg(Color::Cyan),
+            ),
             Span::styled(text::FIELD_MODE, if mode_focused { bold() } else { dim() }),
         ])),
         ml,
@@ -411,13 +435,22 @@ fn add_folder(f: &AddFolder, frame: &mut Frame, area: Rect) {
     let share_focused = f.focus == FolderField::Share;
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(if share_focused { "▸ " } else { "  " }, bold().fg(Color::Cyan)),
-            Span::styled(text::FIELD_SHARE, if share_focused { bold() } else { dim() }),
+            Span::styled(
+                if share_focused { "▸ " } else { "  " },
+                bold().fg(Color::Cyan),
+            ),
+            Span::styled(
+                text::FIELD_SHARE,
+                if share_focused { bold() } else { dim() },
+            ),
         ])),
         share_label,
     );
     let lines: Vec<Line> = if f.share.is_empty() {
-        vec![Line::styled(format!("    {}", text::NO_TRUSTED_DEVICES), dim())]
+        vec![Line::styled(
+            format!("    {}", text::NO_TRUSTED_DEVICES),
+            dim(),
+        )]
     } else {
         // Keep the cursor in view when there are more devices than lines.
         let skip = f.cursor.saturating_sub(list_height as usize - 1);

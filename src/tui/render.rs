@@ -12,7 +12,8 @@ use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Block, Cell, LineGauge, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap,
+    Block, Borders, Cell, LineGauge, Padding, Paragraph, Row, Sparkline, Table, TableState, Tabs,
+    Wrap,
 };
 
 /// Below this width the layouts stack and drop columns.
@@ -84,6 +85,7 @@ pub fn block(title: &str) -> Block<'static> {
     Block::bordered()
         .title(Span::styled(format!(" {title} "), title_style()))
         .border_style(dim())
+        .padding(Padding::horizontal(1))
 }
 
 fn state_style(state: &str) -> Style {
@@ -143,8 +145,8 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
         LinkState::Down(_) => (text::LINK_DOWN, bad()),
     };
     let right_width = link.chars().count() as u16 + 1;
-    let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(right_width)])
-        .areas(area);
+    let [l, r] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(right_width)]).areas(area);
     frame.render_widget(Paragraph::new(left), l);
     frame.render_widget(
         Paragraph::new(Span::styled(link, style)).alignment(Alignment::Right),
@@ -160,9 +162,17 @@ fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
     let tabs = Tabs::new(titles)
         .select(app.screen.index())
         .style(dim())
-        .highlight_style(Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD | Modifier::REVERSED))
-        .divider("│")
-        .padding(" ", " ");
+        .highlight_style(
+            Style::new()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        )
+        .divider("│");
+    let tabs = if area.width < 64 {
+        tabs.padding("", "")
+    } else {
+        tabs.padding(" ", " ")
+    };
     frame.render_widget(tabs, area);
 }
 
@@ -171,15 +181,14 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
     if app.notice.is_some() || app.in_flight > 0 {
         let Some(first) = rows.next() else { return };
         let line = match &app.notice {
-            Some(n) => Span::styled(
-                format!(" {}", n.text),
-                if n.error { bad() } else { good() },
-            ),
+            Some(n) => Span::styled(format!(" {}", n.text), if n.error { bad() } else { good() }),
             None => Span::styled(format!(" {}", text::working(app.in_flight)), warn()),
         };
         frame.render_widget(Paragraph::new(line), first);
     }
-    let Some(hints_area) = rows.next() else { return };
+    let Some(hints_area) = rows.next() else {
+        return;
+    };
     let scope = match &app.overlay {
         Some(super::app::Overlay::Dialog(_)) => Scope::Dialog,
         Some(_) => Scope::Overlay,
@@ -210,70 +219,105 @@ fn loading_or<'a>(app: &App, empty: &'a str) -> Paragraph<'a> {
 // Overview.
 
 fn overview(app: &App, frame: &mut Frame, area: Rect) {
-    let wide = area.width >= WIDE;
-    let me_height = if wide { 6 } else { 5 };
-    let [me, rest] =
-        Layout::vertical([Constraint::Length(me_height), Constraint::Min(0)]).areas(area);
-    this_device(app, frame, me, wide);
-    let [left, right] = if wide {
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(rest)
-    } else {
-        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(rest)
-    };
-    folder_summary(app, frame, left);
-    device_summary(app, frame, right);
+    if area.width < WIDE {
+        return overview_compact(app, frame, area);
+    }
+    let [me, rest] = Layout::vertical([Constraint::Length(6), Constraint::Min(0)]).areas(area);
+    this_device(app, frame, me);
+    // The tables get what they need; what is left shows the newest events.
+    let rows = app.status.folders.len().max(app.status.devices.len()) as u16;
+    let mut tables = (rows + 3).max(5).min(rest.height);
+    if rest.height - tables < 4 {
+        tables = rest.height;
+    }
+    let [top, log] = Layout::vertical([Constraint::Length(tables), Constraint::Min(0)]).areas(rest);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+    folder_summary(app, frame, left, block);
+    device_summary(app, frame, right, block);
+    if log.height > 0 {
+        let outer = block(text::EVENTS);
+        let height = outer.inner(log).height as usize;
+        let lines = if app.log.is_empty() {
+            vec![Line::styled(text::NO_EVENTS, dim())]
+        } else {
+            log_lines(app, height, 0)
+        };
+        frame.render_widget(Paragraph::new(lines).block(outer), log);
+    }
 }
 
-fn this_device(app: &App, frame: &mut Frame, area: Rect, wide: bool) {
+/// A section title over the full width, without side borders: for small terminals.
+fn section(title: &str) -> Block<'static> {
+    Block::new()
+        .borders(Borders::TOP)
+        .title(Span::styled(format!(" {title} "), title_style()))
+        .border_style(dim())
+}
+
+/// Below 80 columns: no side borders, one section under the other.
+fn overview_compact(app: &App, frame: &mut Frame, area: Rect) {
+    let [me, rest] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(area);
+    let (rx, tx) = app.total_rates();
+    let listen = if app.status.listen_addresses.is_empty() {
+        text::NOT_LISTENING.to_string()
+    } else {
+        app.status.listen_addresses.join(", ")
+    };
+    let lines = vec![
+        Line::from(vec![
+            Span::styled(app.status.name.clone(), bold()),
+            Span::raw("  "),
+            Span::styled(app.short_id().to_string(), title_style()),
+            Span::styled(format!("  {}", text::QR_HINT), dim()),
+        ]),
+        Line::from(vec![
+            Span::raw(listen),
+            Span::styled(format!("  {} ", text::UPTIME), dim()),
+            Span::raw(text::uptime(app.status.uptime_secs)),
+            Span::raw(format!("  {}", text::rates(rx, tx))),
+        ]),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(section(text::THIS_DEVICE)), me);
+    // Folders first; devices keep at least what they need when there is room for both.
+    let nf = app.status.folders.len().max(1) as u16 + 1;
+    let nd = app.status.devices.len().max(1) as u16 + 1;
+    let folders_height = nf.min(rest.height.saturating_sub(nd).max(rest.height / 2));
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(folders_height), Constraint::Min(0)]).areas(rest);
+    folder_summary(app, frame, top, section);
+    device_summary(app, frame, bottom, section);
+}
+
+fn this_device(app: &App, frame: &mut Frame, area: Rect) {
     let listen = if app.status.listen_addresses.is_empty() {
         text::NOT_LISTENING.to_string()
     } else {
         app.status.listen_addresses.join(", ")
     };
     let (rx, tx) = app.total_rates();
-    let lines = if wide {
-        vec![
-            field_line(text::NAME, Span::styled(app.status.name.clone(), bold())),
-            field_line(
-                text::ID,
-                Span::styled(app.device_id().to_string(), title_style()),
-            ),
-            field_line(text::LISTEN, listen),
-            Line::from(vec![
-                Span::styled(format!("{:<9}", text::UPTIME), dim()),
-                Span::raw(format!("{:<12}", text::uptime(app.status.uptime_secs))),
-                Span::styled(format!("{}  ", text::RATES), dim()),
-                Span::raw(text::rates(rx, tx)),
-            ]),
-        ]
-    } else {
-        vec![
-            Line::from(vec![
-                Span::styled(app.status.name.clone(), bold()),
-                Span::raw("  "),
-                Span::styled(app.short_id().to_string(), title_style()),
-                Span::styled(format!("  {}", text::QR_HINT), dim()),
-            ]),
-            field_line(text::LISTEN, listen),
-            Line::from(vec![
-                Span::styled(format!("{:<9}", text::UPTIME), dim()),
-                Span::raw(format!("{}  ", text::uptime(app.status.uptime_secs))),
-                Span::raw(text::rates(rx, tx)),
-            ]),
-        ]
-    };
-    let title = if wide {
-        format!("{} {}", text::THIS_DEVICE, text::QR_HINT)
-    } else {
-        text::THIS_DEVICE.to_string()
-    };
+    let lines = vec![
+        field_line(text::NAME, Span::styled(app.status.name.clone(), bold())),
+        field_line(
+            text::ID,
+            Span::styled(app.device_id().to_string(), title_style()),
+        ),
+        field_line(text::LISTEN, listen),
+        Line::from(vec![
+            Span::styled(format!("{:<9}", text::UPTIME), dim()),
+            Span::raw(format!("{:<12}", text::uptime(app.status.uptime_secs))),
+            Span::styled(format!("{}  ", text::RATES), dim()),
+            Span::raw(text::rates(rx, tx)),
+        ]),
+    ];
+    let title = format!("{} {}", text::THIS_DEVICE, text::QR_HINT);
     frame.render_widget(Paragraph::new(lines).block(block(&title)), area);
 }
 
-/// Rows that fit in a table of `height` (borders and header taken off), with the last
-/// one saying how many more there are when not all fit.
-fn fit<T>(items: &[T], height: u16) -> (usize, Option<usize>) {
-    let room = height.saturating_sub(3) as usize;
+/// Rows that fit in `height` once the frame and header take theirs, with the last one
+/// saying how many more there are when not all fit.
+fn fit<T>(items: &[T], height: u16, overhead: u16) -> (usize, Option<usize>) {
+    let room = height.saturating_sub(overhead) as usize;
     if items.len() <= room {
         (items.len(), None)
     } else {
@@ -286,13 +330,27 @@ fn more_row(n: Option<usize>) -> Option<Row<'static>> {
     n.map(|n| Row::new(vec![Cell::from(Span::styled(text::more(n), dim()))]))
 }
 
-fn folder_summary(app: &App, frame: &mut Frame, area: Rect) {
+/// Rows a frame made by `frame` takes from a table's height (with a header row when
+/// the frame has side borders).
+fn overhead(frame: fn(&str) -> Block<'static>, area: Rect) -> (u16, bool) {
+    let inner = frame("").inner(area);
+    let boxed = inner.width + 2 <= area.width;
+    let used = area.height - inner.height;
+    if boxed {
+        (used + 1, true)
+    } else {
+        (used, false)
+    }
+}
+
+fn folder_summary(app: &App, frame: &mut Frame, area: Rect, outer: fn(&str) -> Block<'static>) {
     let title = format!("{} ({})", text::FOLDERS, app.status.folders.len());
     if app.status.folders.is_empty() {
-        frame.render_widget(loading_or(app, text::NO_FOLDERS).block(block(&title)), area);
+        frame.render_widget(loading_or(app, text::NO_FOLDERS).block(outer(&title)), area);
         return;
     }
-    let (shown, more) = fit(&app.status.folders, area.height);
+    let (used, header) = overhead(outer, area);
+    let (shown, more) = fit(&app.status.folders, area.height, used);
     let rows = app.status.folders[..shown]
         .iter()
         .map(|f| {
@@ -306,7 +364,7 @@ fn folder_summary(app: &App, frame: &mut Frame, area: Rect) {
             ])
         })
         .chain(more_row(more));
-    let table = Table::new(
+    let mut table = Table::new(
         rows,
         [
             Constraint::Min(8),
@@ -314,8 +372,11 @@ fn folder_summary(app: &App, frame: &mut Frame, area: Rect) {
             Constraint::Length(8),
         ],
     )
-    .header(Row::new(vec![text::COL_LABEL, text::COL_STATE, text::COL_SIZE]).style(dim()))
-    .block(block(&title));
+    .block(outer(&title));
+    if header {
+        table = table
+            .header(Row::new(vec![text::COL_LABEL, text::COL_STATE, text::COL_SIZE]).style(dim()));
+    }
     frame.render_widget(table, area);
 }
 
@@ -331,13 +392,14 @@ fn connection_cell(app: &App, d: &super::app::DeviceStatus, wide: bool) -> Span<
     }
 }
 
-fn device_summary(app: &App, frame: &mut Frame, area: Rect) {
+fn device_summary(app: &App, frame: &mut Frame, area: Rect, outer: fn(&str) -> Block<'static>) {
     let title = format!("{} ({})", text::DEVICES, app.status.devices.len());
     if app.status.devices.is_empty() {
-        frame.render_widget(loading_or(app, text::NO_DEVICES).block(block(&title)), area);
+        frame.render_widget(loading_or(app, text::NO_DEVICES).block(outer(&title)), area);
         return;
     }
-    let (shown, more) = fit(&app.status.devices, area.height);
+    let (used, header) = overhead(outer, area);
+    let (shown, more) = fit(&app.status.devices, area.height, used);
     let rows = app.status.devices[..shown]
         .iter()
         .map(|d| {
@@ -348,7 +410,7 @@ fn device_summary(app: &App, frame: &mut Frame, area: Rect) {
             ])
         })
         .chain(more_row(more));
-    let table = Table::new(
+    let mut table = Table::new(
         rows,
         [
             Constraint::Min(8),
@@ -356,8 +418,11 @@ fn device_summary(app: &App, frame: &mut Frame, area: Rect) {
             Constraint::Length(7),
         ],
     )
-    .header(Row::new(vec![text::COL_DEVICE, text::COL_CONN, text::COL_ID]).style(dim()))
-    .block(block(&title));
+    .block(outer(&title));
+    if header {
+        table = table
+            .header(Row::new(vec![text::COL_DEVICE, text::COL_CONN, text::COL_ID]).style(dim()));
+    }
     frame.render_widget(table, area);
 }
 
@@ -373,7 +438,9 @@ fn folders(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let wide = area.width >= WIDE;
-    let table_height = (app.status.folders.len() as u16 + 3).min(area.height / 2).max(4);
+    let table_height = (app.status.folders.len() as u16 + 3)
+        .min(area.height / 2)
+        .max(4);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(table_height), Constraint::Min(0)]).areas(area);
     let shared = |id: &str| -> String {
@@ -525,11 +592,17 @@ fn folder_detail(
     let mut lines: Vec<Line> = Vec::new();
     if let Some(e) = &f.error {
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<9}", text::ERROR), bad().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                format!("{:<9}", text::ERROR),
+                bad().add_modifier(Modifier::BOLD),
+            ),
             Span::styled(e.clone(), bad()),
         ]));
     }
-    lines.push(Line::styled(text::RECENT, dim().add_modifier(Modifier::BOLD)));
+    lines.push(Line::styled(
+        text::RECENT,
+        dim().add_modifier(Modifier::BOLD),
+    ));
     match app.changes.get(&f.id) {
         Some(list) if !list.is_empty() => {
             for c in list {
@@ -556,7 +629,9 @@ fn devices(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let wide = area.width >= WIDE;
-    let table_height = (app.status.devices.len() as u16 + 3).min(area.height / 2).max(4);
+    let table_height = (app.status.devices.len() as u16 + 3)
+        .min(area.height / 2)
+        .max(4);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(table_height), Constraint::Min(0)]).areas(area);
     let rows: Vec<Row> = app
@@ -613,7 +688,12 @@ fn devices(app: &App, frame: &mut Frame, area: Rect) {
                 Constraint::Length(10),
                 Constraint::Length(10),
             ],
-            vec![text::COL_DEVICE, text::COL_CONN, text::COL_IN, text::COL_OUT],
+            vec![
+                text::COL_DEVICE,
+                text::COL_CONN,
+                text::COL_IN,
+                text::COL_OUT,
+            ],
         )
     };
     let table = Table::new(rows, widths)
@@ -663,9 +743,11 @@ fn device_detail(app: &App, d: &super::app::DeviceStatus, frame: &mut Frame, are
             },
         ),
     ];
-    let [info_area, rates] =
-        Layout::vertical([Constraint::Length(info.len() as u16 + 1), Constraint::Min(0)])
-            .areas(inner);
+    let [info_area, rates] = Layout::vertical([
+        Constraint::Length(info.len() as u16 + 1),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
     frame.render_widget(Paragraph::new(info).wrap(Wrap { trim: false }), info_area);
     let t = app.traffic.get(&d.id).cloned().unwrap_or_default();
     let spark_height = (rates.height / 2).clamp(1, 3);
@@ -675,11 +757,22 @@ fn device_detail(app: &App, d: &super::app::DeviceStatus, frame: &mut Frame, are
     ])
     .areas(rates);
     for (area, label, rate, history, color) in [
-        (in_area, text::IN_RATE, t.in_rate, &t.in_history, Color::Green),
-        (out_area, text::OUT_RATE, t.out_rate, &t.out_history, Color::Blue),
+        (
+            in_area,
+            text::IN_RATE,
+            t.in_rate,
+            &t.in_history,
+            Color::Green,
+        ),
+        (
+            out_area,
+            text::OUT_RATE,
+            t.out_rate,
+            &t.out_history,
+            Color::Blue,
+        ),
     ] {
-        let [l, s] =
-            Layout::horizontal([Constraint::Length(18), Constraint::Min(0)]).areas(area);
+        let [l, s] = Layout::horizontal([Constraint::Length(18), Constraint::Min(0)]).areas(area);
         frame.render_widget(
             Paragraph::new(Line::from(vec![
                 Span::styled(format!("{label}  "), dim()),
@@ -707,7 +800,8 @@ fn device_detail(app: &App, d: &super::app::DeviceStatus, frame: &mut Frame, are
 fn pending(app: &App, frame: &mut Frame, area: Rect) {
     if app.pending_count() == 0 {
         frame.render_widget(
-            loading_or(app, text::NOTHING_PENDING).block(block(text::screen_title(Screen::Pending))),
+            loading_or(app, text::NOTHING_PENDING)
+                .block(block(text::screen_title(Screen::Pending))),
             area,
         );
         return;
@@ -720,7 +814,10 @@ fn pending(app: &App, frame: &mut Frame, area: Rect) {
     let wide = area.width >= WIDE;
 
     let dev_rows: Vec<Row> = if app.pending.devices.is_empty() {
-        vec![Row::new(vec![Cell::from(Span::styled(text::NO_PENDING_DEVICES, dim()))])]
+        vec![Row::new(vec![Cell::from(Span::styled(
+            text::NO_PENDING_DEVICES,
+            dim(),
+        ))])]
     } else {
         app.pending
             .devices
@@ -752,7 +849,12 @@ fn pending(app: &App, frame: &mut Frame, area: Rect) {
                 Constraint::Length(22),
                 Constraint::Length(10),
             ],
-            vec![text::COL_DEVICE, text::COL_ID, text::COL_ADDRESS, text::COL_LAST_SEEN],
+            vec![
+                text::COL_DEVICE,
+                text::COL_ID,
+                text::COL_ADDRESS,
+                text::COL_LAST_SEEN,
+            ],
         )
     } else {
         (
@@ -776,7 +878,10 @@ fn pending(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(table, top, &mut state);
 
     let folder_rows: Vec<Row> = if app.pending.folders.is_empty() {
-        vec![Row::new(vec![Cell::from(Span::styled(text::NO_PENDING_FOLDERS, dim()))])]
+        vec![Row::new(vec![Cell::from(Span::styled(
+            text::NO_PENDING_FOLDERS,
+            dim(),
+        ))])]
     } else {
         app.pending
             .folders
@@ -840,10 +945,15 @@ fn events(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let height = outer.inner(log).height as usize;
-    let end = app.log.len().saturating_sub(app.log_scroll);
+    let lines = log_lines(app, height, app.log_scroll);
+    frame.render_widget(Paragraph::new(lines).block(outer), log);
+}
+
+/// The `height` log lines ending `scroll` lines before the newest.
+fn log_lines(app: &App, height: usize, scroll: usize) -> Vec<Line<'static>> {
+    let end = app.log.len().saturating_sub(scroll);
     let start = end.saturating_sub(height);
-    let lines: Vec<Line> = app
-        .log
+    app.log
         .range(start..end)
         .map(|l| {
             let style = match l.level {
@@ -856,6 +966,5 @@ fn events(app: &App, frame: &mut Frame, area: Rect) {
                 Span::styled(l.text.clone(), style),
             ])
         })
-        .collect();
-    frame.render_widget(Paragraph::new(lines).block(outer), log);
+        .collect()
 }

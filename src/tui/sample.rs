@@ -191,8 +191,16 @@ pub fn app() -> App {
         .insert(id(3), datetime!(2026-11-20 11:42:05 UTC));
     let changes = app.changes.entry("docs-7f3k2".into()).or_default();
     for (t, name, deleted) in [
-        (datetime!(2026-11-20 14:02:51 UTC), "reports/2026-q3.pdf", false),
-        (datetime!(2026-11-20 14:01:10 UTC), "drafts/old-plan.md", true),
+        (
+            datetime!(2026-11-20 14:02:51 UTC),
+            "reports/2026-q3.pdf",
+            false,
+        ),
+        (
+            datetime!(2026-11-20 14:01:10 UTC),
+            "drafts/old-plan.md",
+            true,
+        ),
         (datetime!(2026-11-20 13:59:44 UTC), "budget.ods", false),
     ] {
         changes.push_back(FileChange {
@@ -203,16 +211,28 @@ pub fn app() -> App {
         });
     }
     let lines = [
-        (Level::Info, "device laptop connected from 192.168.1.20:22100"),
+        (
+            Level::Info,
+            "device laptop connected from 192.168.1.20:22100",
+        ),
         (Level::Info, "folder Docs: scanning"),
         (Level::Info, "folder Docs: idle"),
         (Level::Error, LONG_ERROR),
         (Level::Info, "folder Music: syncing"),
-        (Level::Info, "folder Docs: reports/2026-q3.pdf updated (by laptop)"),
-        (Level::Warn, "device nas disconnected: connection reset by peer"),
+        (
+            Level::Info,
+            "folder Docs: reports/2026-q3.pdf updated (by laptop)",
+        ),
+        (
+            Level::Warn,
+            "device nas disconnected: connection reset by peer",
+        ),
     ];
-    for (level, text) in lines {
+    let start = app.now - time::Duration::minutes(5);
+    for (i, (level, text)) in lines.into_iter().enumerate() {
+        app.now = start + time::Duration::seconds(37 * i as i64);
         app.push_log(level, text.to_string());
     }
+    app.now = datetime!(2026-11-20 14:03:27 UTC);
     app
 }

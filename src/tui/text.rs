@@ -157,7 +157,8 @@ pub fn connected_via(addr: Option<&str>) -> String {
 // Pending screen.
 pub const PENDING_DEVICES: &str = "Devices that want to connect";
 pub const PENDING_FOLDERS: &str = "Folders offered by trusted devices";
-pub const NOTHING_PENDING: &str = "Nothing is waiting. Devices that knock and folders that trusted devices offer show up here.";
+pub const NOTHING_PENDING: &str =
+    "Nothing is waiting. Devices that knock and folders that trusted devices offer show up here.";
 pub const NO_PENDING_DEVICES: &str = "none";
 pub const NO_PENDING_FOLDERS: &str = "none";
 
@@ -172,7 +173,11 @@ pub fn scrolled_back(n: usize) -> String {
 }
 
 /// One log line for a service event.
-pub fn event_line(e: &Event, folder: &dyn Fn(&str) -> String, device: &dyn Fn(&str) -> String) -> String {
+pub fn event_line(
+    e: &Event,
+    folder: &dyn Fn(&str) -> String,
+    device: &dyn Fn(&str) -> String,
+) -> String {
     match e {
         Event::FolderState {
             folder: f,

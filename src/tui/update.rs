@@ -316,7 +316,9 @@ fn move_by(app: &mut App, delta: isize) -> Vec<Effect> {
         if len == 0 {
             return 0;
         }
-        (v as isize).saturating_add(delta).clamp(0, len as isize - 1) as usize
+        (v as isize)
+            .saturating_add(delta)
+            .clamp(0, len as isize - 1) as usize
     }
     match app.screen {
         Screen::Overview => {}
@@ -518,7 +520,9 @@ fn dialog_key(app: &mut App, key: &KeyEvent) -> Vec<Effect> {
         Some(Command::Up) => list_move(d, -1),
         Some(Command::Down) => list_move(d, 1),
         Some(Command::Toggle) => {
-            if !toggle(d) && let Some(i) = focused_input(d) {
+            if !toggle(d)
+                && let Some(i) = focused_input(d)
+            {
                 i.insert(" ");
             }
         }
@@ -561,7 +565,8 @@ fn dialog_key(app: &mut App, key: &KeyEvent) -> Vec<Effect> {
 fn next_field(d: &mut Dialog, forward: bool) {
     match d {
         Dialog::AddDevice(a) => {
-            const ORDER: [DeviceField; 3] = [DeviceField::Id, DeviceField::Name, DeviceField::Address];
+            const ORDER: [DeviceField; 3] =
+                [DeviceField::Id, DeviceField::Name, DeviceField::Address];
             a.focus = cycle(&ORDER, a.focus, forward);
         }
         Dialog::AddFolder(f) => {
@@ -580,7 +585,11 @@ fn next_field(d: &mut Dialog, forward: bool) {
 fn cycle<T: Copy + PartialEq>(order: &[T], now: T, forward: bool) -> T {
     let i = order.iter().position(|x| *x == now).unwrap_or(0);
     let n = order.len();
-    order[if forward { (i + 1) % n } else { (i + n - 1) % n }]
+    order[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
 }
 
 fn list_move(d: &mut Dialog, delta: isize) {
@@ -688,10 +697,7 @@ fn checked(app: &App, d: &mut Dialog) -> Option<(String, Request)> {
             let id = crate::config::random_folder_id();
             let label = Some(f.label.value.trim().to_string())
                 .filter(|l| !l.is_empty())
-                .or_else(|| {
-                    path.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                })
+                .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| id.clone());
             let mode = MODES[f.mode % MODES.len()]
                 .parse::<FolderMode>()
@@ -813,7 +819,8 @@ fn on_event(app: &mut App, e: Event) -> Vec<Effect> {
             ..
         } => {
             // Too many to log; the folder's gauge shows them.
-            app.scans.insert(folder.clone(), (*bytes_done, *bytes_total));
+            app.scans
+                .insert(folder.clone(), (*bytes_done, *bytes_total));
             return Vec::new();
         }
         Event::SyncProgress {
@@ -931,8 +938,12 @@ fn apply_snapshot(app: &mut App, s: Snapshot) {
     app.pending = s.pending;
     app.loaded = true;
     app.link = LinkState::Up;
-    app.sel_folder = app.sel_folder.min(app.status.folders.len().saturating_sub(1));
-    app.sel_device = app.sel_device.min(app.status.devices.len().saturating_sub(1));
+    app.sel_folder = app
+        .sel_folder
+        .min(app.status.folders.len().saturating_sub(1));
+    app.sel_device = app
+        .sel_device
+        .min(app.status.devices.len().saturating_sub(1));
     app.sel_pending = app.sel_pending.min(app.pending_count().saturating_sub(1));
 }
 
@@ -1081,7 +1092,10 @@ mod tests {
         assert_eq!(label, "Music");
         assert_eq!(path, &PathBuf::from("/nonexistent-home/Music"));
         assert_eq!(*mode, FolderMode::SendOnly);
-        assert_eq!(devices, &vec![app.status.devices[1].id.parse().expect("id")]);
+        assert_eq!(
+            devices,
+            &vec![app.status.devices[1].id.parse().expect("id")]
+        );
     }
 
     #[test]
@@ -1097,7 +1111,12 @@ mod tests {
         let effects = press(&mut app, KeyCode::Char('p'));
         assert!(matches!(
             effects.as_slice(),
-            [Effect::Call { request: Request::Change { change: ConfigChange::PauseFolder { paused: true, .. } } , .. }]
+            [Effect::Call {
+                request: Request::Change {
+                    change: ConfigChange::PauseFolder { paused: true, .. }
+                },
+                ..
+            }]
         ));
         // Removing asks first; n keeps the folder.
         assert!(press(&mut app, KeyCode::Char('x')).is_empty());
@@ -1108,7 +1127,12 @@ mod tests {
         let effects = press(&mut app, KeyCode::Char('y'));
         assert!(matches!(
             effects.as_slice(),
-            [Effect::Call { request: Request::Change { change: ConfigChange::RemoveFolder { .. } }, .. }]
+            [Effect::Call {
+                request: Request::Change {
+                    change: ConfigChange::RemoveFolder { .. }
+                },
+                ..
+            }]
         ));
         // Mode: the picker starts at the folder's mode.
         press(&mut app, KeyCode::Char('m'));
@@ -1118,7 +1142,15 @@ mod tests {
         let effects = press(&mut app, KeyCode::Enter);
         assert!(matches!(
             effects.as_slice(),
-            [Effect::Call { request: Request::Change { change: ConfigChange::SetFolderMode { mode: FolderMode::ReceiveOnly, .. } }, .. }]
+            [Effect::Call {
+                request: Request::Change {
+                    change: ConfigChange::SetFolderMode {
+                        mode: FolderMode::ReceiveOnly,
+                        ..
+                    }
+                },
+                ..
+            }]
         ));
     }
 
@@ -1159,12 +1191,13 @@ mod tests {
         );
         assert_eq!(effects, vec![Effect::Refresh]);
         assert_eq!(app.status.folders[0].state, "syncing");
+        let by = app.status.devices[0].id[..7].to_string();
         update(
             &mut app,
             Action::Event(Event::FileChanged {
                 folder: "docs-7f3k2".into(),
                 name: "a/b.txt".into(),
-                device: app.status.devices[0].id[..7].to_string(),
+                device: by,
                 deleted: false,
             }),
         );
