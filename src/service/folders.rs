@@ -120,6 +120,16 @@ const PULL_BATCH: usize = 2000;
 /// A burst that keeps going is still scanned at least this often.
 const WATCH_MAX_DELAY: Duration = Duration::from_millis(200);
 
+/// How a folder's live phase ended.
+enum Flow {
+    Cancelled,
+    /// The path or marker vanished: wait for it, then start again.
+    MarkerLost,
+}
+
+/// How often a folder checks that its marker is still there (a stat).
+const MARKER_CHECK: Duration = Duration::from_secs(2);
+
 async fn run_folder(
     shared: Arc<Shared>,
     folder: FolderConfig,
@@ -132,6 +142,39 @@ async fn run_folder(
         cancel.cancelled().await;
         return;
     }
+    loop {
+        // Invariant 6: without its marker a folder neither scans nor pulls; it waits.
+        while let Err(e) = check_marker(&folder) {
+            let msg = e.to_string();
+            set_state(&shared, &folder.id, "error", Some(msg.clone()));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = requests.recv() => match r {
+                    Some(reply) => { let _ = reply.send(Err(msg)); }
+                    None => return,
+                },
+                _ = tokio::time::sleep(MARKER_CHECK) => {}
+            }
+        }
+        match run_folder_live(&shared, &folder, &mut requests, &mut pulls, &cancel).await {
+            Flow::Cancelled => return,
+            Flow::MarkerLost => {
+                warn!("folder marker or path vanished; stopped until it is back");
+            }
+        }
+    }
+}
+
+async fn run_folder_live(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    requests: &mut mpsc::Receiver<ScanReply>,
+    pulls: &mut mpsc::UnboundedReceiver<Vec<String>>,
+    cancel: &CancellationToken,
+) -> Flow {
+    let shared = shared.clone();
+    let folder = folder.clone();
+    let cancel = cancel.clone();
     let db = shared.db.clone();
     let fid = folder.id.clone();
     let _ = tokio::task::spawn_blocking(move || db.add_folder(&fid)).await;
@@ -171,6 +214,9 @@ async fn run_folder(
                 pending_pull.remove(n);
             }
             let failed = pull(&shared, &folder, names, &cancel).await;
+            if check_marker(&folder).is_err() {
+                return Flow::MarkerLost;
+            }
             if !failed.is_empty() {
                 retry.extend(failed);
                 retry_at = Some(tokio::time::Instant::now() + retry_delay);
@@ -189,9 +235,14 @@ async fn run_folder(
             None => None,
         };
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => return Flow::Cancelled,
+            _ = tokio::time::sleep(MARKER_CHECK) => {
+                if check_marker(&folder).is_err() {
+                    return Flow::MarkerLost;
+                }
+            }
             r = requests.recv() => {
-                let Some(reply) = r else { return };
+                let Some(reply) = r else { return Flow::Cancelled };
                 let result = scan_once(&shared, &folder, None, &cancel).await;
                 let _ = reply.send(result);
                 next_full = tokio::time::Instant::now() + interval;
@@ -213,7 +264,9 @@ async fn run_folder(
                 first_change = None;
                 let names: Vec<String> = std::mem::take(&mut changed).into_iter().collect();
                 let only = if names.iter().any(String::is_empty) { None } else { Some(names) };
-                let _ = scan_once(&shared, &folder, only, &cancel).await;
+                if scan_once(&shared, &folder, only, &cancel).await.is_err() && check_marker(&folder).is_err() {
+                    return Flow::MarkerLost;
+                }
             }
             _ = async { if let Some(t) = retry_at { tokio::time::sleep_until(t).await } else { std::future::pending::<()>().await } } => {
                 retry_at = None;

@@ -137,6 +137,12 @@ pub fn pull_batch(
     };
     names.sort();
     names.dedup();
+    // Ignored names are never pulled, replaced or deleted because of a peer; a
+    // `.shoalignore` that cannot be read ignores nothing extra but stops nothing either.
+    let ignores = crate::scan::Ignores::load(&folder.path).unwrap_or_else(|e| {
+        warn!(folder = %folder.id, error = %e, "cannot read .shoalignore");
+        crate::scan::Ignores::empty()
+    });
     let config = shared.config();
     let mut work: Vec<(FileInfo, Option<FileInfo>, DeviceId)> = Vec::new();
     for name in names {
@@ -164,6 +170,9 @@ pub fn pull_batch(
             }
         }
         let Some((remote, dev)) = best else { continue };
+        if ignores.is_ignored(&name, remote.file_type == FileType::Dir) {
+            continue;
+        }
         match decide(local.as_ref(), &remote) {
             Need::Nothing => {}
             Need::Conflict => {

@@ -1,0 +1,223 @@
+//! Sync that never loses a file: the marker, meshes, ignores, seeded folders.
+
+use crate::harness::{Device, free_port, wait_until};
+use crate::sync::{assert_converges, sync_pair, tree};
+use std::time::Duration;
+
+#[test]
+fn a_vanished_marker_stops_the_folder_and_no_deletion_reaches_the_peer() {
+    let p = sync_pair();
+    for i in 0..20 {
+        std::fs::write(p.a.path(&format!("f/file{i}")), format!("data {i}")).expect("write");
+    }
+    assert_converges(&p, "baseline");
+    // A's disk "unmounts": everything is gone, the marker too.
+    let fa = p.a.path("f");
+    let aside = p.a.path("f-unmounted");
+    std::fs::rename(&fa, &aside).expect("unmount");
+    assert!(wait_until(
+        Duration::from_secs(10),
+        || p.a.status()["folders"][0]["state"] == "error"
+    ));
+    let err = p.a.status()["folders"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(err.contains("missing"), "{err}");
+    // Give a wrong deletion every chance to travel, then check B still has everything.
+    p.a.run(&["rescan", "f"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(tree(&p.b.path("f")).len(), 20, "no deletion reached B");
+    assert!(
+        !fa.exists(),
+        "Shoal does not recreate a vanished folder path"
+    );
+    // The disk comes back: the folder resumes and syncs again.
+    std::fs::rename(&aside, &fa).expect("mount");
+    assert!(wait_until(
+        Duration::from_secs(10),
+        || p.a.status()["folders"][0]["state"] == "idle"
+    ));
+    std::fs::write(fa.join("after"), "back").expect("write");
+    assert_converges(&p, "syncing resumes when the marker is back");
+}
+
+#[test]
+fn a_change_travels_through_a_device_both_ends_share_with() {
+    // A – M – B: A and B do not know each other.
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let devs: Vec<Device> = ["a", "m", "b"]
+        .iter()
+        .zip(&ports)
+        .map(|(n, port)| {
+            let d = Device::new();
+            d.run(&[
+                "init",
+                "--name",
+                n,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .ok();
+            d
+        })
+        .collect();
+    let ids: Vec<String> = devs.iter().map(Device::id).collect();
+    let (a, m, b) = (&devs[0], &devs[1], &devs[2]);
+    a.run(&[
+        "device",
+        "add",
+        &ids[1],
+        "--addr",
+        &format!("127.0.0.1:{}", ports[1]),
+    ])
+    .ok();
+    b.run(&[
+        "device",
+        "add",
+        &ids[1],
+        "--addr",
+        &format!("127.0.0.1:{}", ports[1]),
+    ])
+    .ok();
+    m.run(&[
+        "device",
+        "add",
+        &ids[0],
+        "--addr",
+        &format!("127.0.0.1:{}", ports[0]),
+    ])
+    .ok();
+    m.run(&[
+        "device",
+        "add",
+        &ids[2],
+        "--addr",
+        &format!("127.0.0.1:{}", ports[2]),
+    ])
+    .ok();
+    a.add_folder("f", &["--id", "f", "--share", &ids[1]]);
+    b.add_folder("f", &["--id", "f", "--share", &ids[1]]);
+    m.add_folder("f", &["--id", "f", "--share", &ids[0], "--share", &ids[2]]);
+    let _s: Vec<_> = devs.iter().map(Device::serve).collect();
+    std::fs::write(a.path("f/from-a.txt"), "hello B, via M").expect("write");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(b.path("f/from-a.txt"))
+                .map(|s| s == "hello B, via M")
+                .unwrap_or(false)
+        }),
+        "A's change reached B through M"
+    );
+    std::fs::write(b.path("f/from-b.txt"), "and back").expect("write");
+    assert!(wait_until(Duration::from_secs(20), || a
+        .path("f/from-b.txt")
+        .exists()));
+    assert_eq!(tree(&a.path("f")), tree(&b.path("f")));
+    assert_eq!(tree(&a.path("f")), tree(&m.path("f")));
+}
+
+#[test]
+fn ignored_files_are_never_sent_pulled_or_deleted() {
+    let p = sync_pair();
+    std::fs::write(p.b.path("f/.shoalignore"), "*.log\nbuild/\n").expect("write");
+    std::fs::write(p.b.path("f/mine.log"), "B's own log").expect("write");
+    std::fs::write(p.a.path("f/.shoalignore"), "build/\n").expect("write");
+    std::fs::create_dir_all(p.a.path("f/build")).expect("mkdir");
+    std::fs::write(p.a.path("f/build/out.o"), "object").expect("write");
+    std::fs::write(p.a.path("f/mine.log"), "A's log").expect("write");
+    std::fs::write(p.a.path("f/note.txt"), "synced").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/note.txt")
+        .exists()));
+    p.a.run(&["rescan", "f"]).ok();
+    p.b.run(&["rescan", "f"]).ok();
+    std::fs::write(p.a.path("f/later.txt"), "after").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/later.txt")
+        .exists()));
+    assert_eq!(
+        std::fs::read_to_string(p.b.path("f/mine.log")).expect("read"),
+        "B's own log",
+        "an ignored file is not overwritten"
+    );
+    assert!(
+        !p.b.path("f/build").exists(),
+        "ignored on the sender: never sent"
+    );
+    // A deletes its log: B's ignored log stays.
+    std::fs::remove_file(p.a.path("f/mine.log")).expect("rm");
+    std::fs::write(p.a.path("f/last.txt"), "x").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/last.txt")
+        .exists()));
+    assert!(
+        p.b.path("f/mine.log").exists(),
+        "an ignored file is not deleted because of a peer"
+    );
+}
+
+#[test]
+fn folders_seeded_with_the_same_files_transfer_nothing_and_make_no_conflict() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Device::new();
+    a.run(&["init", "--listen", &format!("127.0.0.1:{pa}")])
+        .ok();
+    let b = Device::new();
+    b.run(&["init", "--listen", &format!("127.0.0.1:{pb}")])
+        .ok();
+    let fa = a.path("f");
+    std::fs::create_dir_all(fa.join("sub")).expect("mkdir");
+    let data = crate::sync::noise(8 << 20, 5);
+    std::fs::write(fa.join("sub/big.bin"), &data).expect("write");
+    for i in 0..50 {
+        std::fs::write(fa.join(format!("sub/small{i}")), format!("{i}")).expect("write");
+    }
+    // The copy an rsync -a would make: same bytes, same mtimes and modes.
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&fa)
+        .arg(b.path("f"))
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let (ida, idb) = (a.id(), b.id());
+    a.run(&["device", "add", &idb, "--addr", &format!("127.0.0.1:{pb}")])
+        .ok();
+    b.run(&["device", "add", &ida, "--addr", &format!("127.0.0.1:{pa}")])
+        .ok();
+    a.add_folder("f", &["--id", "f", "--share", &idb]);
+    b.add_folder("f", &["--id", "f", "--share", &ida]);
+    let _sa = a.serve();
+    let _sb = b.serve();
+    assert!(wait_until(Duration::from_secs(10), || a.connected_to(&idb)));
+    // Both sides settle: every entry's version merged, nothing needed.
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (x, y) = (
+            a.run(&["ls", "f", "--json"]).json(),
+            b.run(&["ls", "f", "--json"]).json(),
+        );
+        let vx: Vec<_> = x
+            .as_array()
+            .map(|v| v.iter().map(|e| e["version"].clone()).collect())
+            .unwrap_or_default();
+        let vy: Vec<_> = y
+            .as_array()
+            .map(|v| v.iter().map(|e| e["version"].clone()).collect())
+            .unwrap_or_default();
+        !vx.is_empty() && vx == vy
+    }));
+    let received: u64 = b.status()["devices"][0]["in_bytes_total"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(received < 256 << 10, "seeded sync moved {received} bytes");
+    assert!(
+        tree(&b.path("f"))
+            .keys()
+            .all(|n| !n.contains("sync-conflict"))
+    );
+    assert_eq!(tree(&fa), tree(&b.path("f")));
+}
