@@ -49,6 +49,19 @@ one that holds another folder, and one that holds this device's home."
     Ls(LsArgs),
     /// Change a folder's mode: send-receive, send-only or receive-only
     Mode { folder_id: String, mode: FolderMode },
+    /// Keep files that a peer's change replaces or deletes: off, trash DAYS, simple KEEP
+    #[command(
+        long_about = "What happens to a file that a peer's change replaces or deletes: \
+gone (`off`, the default), kept in FOLDER/.shoal/versions/ for DAYS days (`trash DAYS`), or \
+the last KEEP versions of each file kept there (`simple KEEP`). Versions stay on this device."
+    )]
+    Versioning {
+        folder_id: String,
+        /// off, trash or simple
+        kind: String,
+        /// DAYS for trash, KEEP for simple
+        value: Option<u32>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +168,30 @@ pub fn run(ctx: &Context, cmd: FolderCommand) -> anyhow::Result<()> {
                 ConfigChange::SetFolderMode {
                     folder: folder_id,
                     mode,
+                },
+            )?;
+            Ok(())
+        }
+        FolderCommand::Versioning {
+            folder_id,
+            kind,
+            value,
+        } => {
+            use crate::config::Versioning;
+            let versioning = match (kind.as_str(), value) {
+                ("off", None) => Versioning::Off,
+                ("trash", Some(days)) if days > 0 => Versioning::Trash { days },
+                ("simple", Some(keep)) if keep > 0 => Versioning::Simple { keep },
+                _ => anyhow::bail!(
+                    "versioning is `off`, `trash DAYS` or `simple KEEP` (DAYS and KEEP at least 1), not \"{kind}{}\"",
+                    value.map(|v| format!(" {v}")).unwrap_or_default()
+                ),
+            };
+            change_config(
+                ctx,
+                ConfigChange::SetVersioning {
+                    folder: folder_id,
+                    versioning,
                 },
             )?;
             Ok(())

@@ -275,6 +275,8 @@ async fn run_folder_live(
             _ = tokio::time::sleep_until(next_full) => {
                 let _ = scan_once(&shared, &folder, None, &cancel).await;
                 clean_temp_files(&folder, &pending_pull).await;
+                let (path, v) = (folder.path.clone(), folder.versioning);
+                let _ = tokio::task::spawn_blocking(move || crate::sync::versions::clean(&path, v)).await;
                 next_full = tokio::time::Instant::now() + interval;
             }
         }

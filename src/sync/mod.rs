@@ -18,6 +18,7 @@ pub mod fsops;
 pub mod index;
 pub mod pull;
 pub mod serve;
+pub mod versions;
 pub mod watch;
 
 use crate::protocol::{BlockList, Response};

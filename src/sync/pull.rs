@@ -270,7 +270,7 @@ pub fn pull_batch(
             continue;
         }
         let result = match (remote.deleted, remote.file_type) {
-            (true, _) => delete(&fs, &remote, local.as_ref()).map(|gone| {
+            (true, _) => delete(&fs, folder, &remote, local.as_ref()).map(|gone| {
                 if gone {
                     done.push(LocalChange {
                         info: remote.clone(),
@@ -342,8 +342,9 @@ pub fn pull_batch(
         }
         for r in ready {
             let name = r.remote.name.clone();
-            let res = fs
-                .rename(&r.temp, &name)
+            // The file being replaced goes to .shoal/versions/ when versioning is on.
+            let res = super::versions::keep(&fs, folder.versioning, &name)
+                .and_then(|_| fs.rename(&r.temp, &name))
                 .and_then(|()| stat_change(&fs, &r.remote));
             match res {
                 Ok(c) => done.push(c),
@@ -424,10 +425,18 @@ fn disk_matches(fs: &FolderFs, local: Option<&FileInfo>, name: &str) -> bool {
 
 /// Deletes what the remote tombstone names. Ok(false) when a directory still holds
 /// something (ignored or unsynced files): it stays, with them.
-fn delete(fs: &FolderFs, remote: &FileInfo, local: Option<&FileInfo>) -> io::Result<bool> {
+fn delete(
+    fs: &FolderFs,
+    folder: &FolderConfig,
+    remote: &FileInfo,
+    local: Option<&FileInfo>,
+) -> io::Result<bool> {
     let Some(_) = fs.lstat(&remote.name)? else {
         return Ok(true);
     };
+    if super::versions::keep(fs, folder.versioning, &remote.name)? {
+        return Ok(true);
+    }
     match local.map(|l| l.file_type).unwrap_or(remote.file_type) {
         FileType::Dir => fs.remove_dir(&remote.name),
         _ => fs.remove_file(&remote.name).map(|()| true),

@@ -221,3 +221,42 @@ fn folders_seeded_with_the_same_files_transfer_nothing_and_make_no_conflict() {
     );
     assert_eq!(tree(&fa), tree(&b.path("f")));
 }
+
+#[test]
+fn versioning_keeps_what_a_peer_replaces_or_deletes() {
+    let p = sync_pair();
+    p.b.run(&["folder", "versioning", "f", "trash", "30"]).ok();
+    p.b.run(&["folder", "versioning", "f", "sometimes"])
+        .fails_with("versioning is");
+    std::fs::write(p.a.path("f/doc.txt"), "first").expect("write");
+    std::fs::write(p.a.path("f/gone.txt"), "to be deleted").expect("write");
+    assert_converges(&p, "baseline");
+    std::fs::write(p.a.path("f/doc.txt"), "second").expect("write");
+    std::fs::remove_file(p.a.path("f/gone.txt")).expect("rm");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(p.b.path("f/doc.txt"))
+            .map(|s| s == "second")
+            .unwrap_or(false)
+            && !p.b.path("f/gone.txt").exists()
+    }));
+    let mut kept: Vec<String> = Vec::new();
+    for e in walkdir(&p.b.path("f/.shoal/versions")) {
+        kept.push(std::fs::read_to_string(e).expect("read"));
+    }
+    kept.sort();
+    assert_eq!(kept, vec!["first".to_string(), "to be deleted".to_string()]);
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walkdir(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
