@@ -260,3 +260,73 @@ fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_receiver_killed_at_random_moments_never_shows_a_partial_file() {
+    let mut p = sync_pair();
+    p.sb.kill();
+    let fa = p.a.path("f");
+    for d in 0..10 {
+        std::fs::create_dir_all(fa.join(format!("d{d}"))).expect("mkdir");
+        for i in 0..40 {
+            std::fs::write(
+                fa.join(format!("d{d}/s{i}")),
+                crate::sync::noise(3000 + i * 17, (d * 100 + i) as u64),
+            )
+            .expect("write");
+        }
+    }
+    for i in 0..3 {
+        std::fs::write(
+            fa.join(format!("large{i}.bin")),
+            crate::sync::noise((12 + 4 * i) << 20, 99 + i as u64),
+        )
+        .expect("write");
+    }
+    p.a.run(&["rescan", "f"]).ok();
+    let want = tree(&fa);
+    let check_in_place = |stage: &str| {
+        for (name, entry) in tree(&p.b.path("f")) {
+            if name
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .starts_with(".shoal-tmp-")
+            {
+                continue;
+            }
+            let expected = want
+                .get(&name)
+                .unwrap_or_else(|| panic!("{stage}: unexpected {name}"));
+            assert_eq!(
+                &entry, expected,
+                "{stage}: {name} in place is not the complete file"
+            );
+        }
+    };
+    // A deterministic spread of kill moments between 30 ms and 600 ms after start.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_millis(30 + x % 570);
+        let mut s = p.b.serve();
+        std::thread::sleep(delay);
+        s.kill();
+        check_in_place(&format!("after kill {round}"));
+    }
+    p.sb = p.b.serve();
+    assert_converges(&p, "converged after 20 kills");
+    check_in_place("at the end");
+    let temps: Vec<String> = tree(&p.b.path("f"))
+        .into_keys()
+        .filter(|n| {
+            n.rsplit('/')
+                .next()
+                .unwrap_or("")
+                .starts_with(".shoal-tmp-")
+        })
+        .collect();
+    assert!(temps.is_empty(), "stale temp files: {temps:?}");
+}
