@@ -40,6 +40,18 @@ pub fn version_name(name: &str, now: time::OffsetDateTime) -> String {
     }
 }
 
+/// `version_name` with a counter after the time, for a second version in one second.
+fn version_name_n(name: &str, now: time::OffsetDateTime, n: u32) -> String {
+    let plain = version_name(name, now);
+    // The stamp is the 15 characters after the last '~'.
+    match plain.rfind('~') {
+        Some(i) if plain.len() >= i + 16 => {
+            format!("{}-{n}{}", &plain[..i + 16], &plain[i + 16..])
+        }
+        _ => format!("{plain}-{n}"),
+    }
+}
+
 /// Moves the file at `name` into the versions directory (when versioning is on).
 /// Returns whether it was moved.
 pub fn keep(fs: &FolderFs, versioning: Versioning, name: &str) -> io::Result<bool> {
@@ -52,14 +64,12 @@ pub fn keep(fs: &FolderFs, versioning: Versioning, name: &str) -> io::Result<boo
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Ok(false);
     }
-    let mut target = version_name(name, time::OffsetDateTime::now_utc());
-    // Two replacements within one second: keep both.
+    let now = time::OffsetDateTime::now_utc();
+    let mut target = version_name(name, now);
+    // Two replacements within one second: keep both (STEM~STAMP-N.EXT).
     let mut n = 1;
     while fs.lstat(&target)?.is_some() {
-        target = format!(
-            "{}.{n}",
-            version_name(name, time::OffsetDateTime::now_utc())
-        );
+        target = version_name_n(name, now, n);
         n += 1;
     }
     let mut dir = String::new();
@@ -122,7 +132,12 @@ fn collect(dir: &Path, out: &mut Vec<(std::path::PathBuf, String, std::time::Dur
             let key = match name.rfind('~') {
                 Some(i) => {
                     let rest = &name[i + 1..];
-                    let ext = rest.get(15..).unwrap_or("");
+                    // After the stamp: an optional "-N", then the extension.
+                    let after = rest.get(15..).unwrap_or("");
+                    let ext = match after.strip_prefix('-') {
+                        Some(r) => r.trim_start_matches(|c: char| c.is_ascii_digit()),
+                        None => after,
+                    };
                     format!("{}/{}{}", dir.display(), &name[..i], ext)
                 }
                 None => format!("{}/{name}", dir.display()),
