@@ -357,6 +357,11 @@ impl Db {
         self.submit(move |conn| store::update_remote(conn, &folder, device, index_id, files))
     }
 
+    /// Forgets tombstones older than `before_secs` (see `store::forget_tombstones`).
+    pub fn forget_tombstones(&self, before_secs: u64) -> Result<usize, DbError> {
+        self.request(move |conn| store::forget_tombstones(conn, before_secs))
+    }
+
     pub fn drop_folder(&self, folder: &str) -> Result<(), DbError> {
         let folder = folder.to_string();
         self.request(move |conn| store::drop_folder(conn, &folder))

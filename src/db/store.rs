@@ -974,6 +974,40 @@ pub fn drop_device_index(conn: &Connection, folder: &str, device: DeviceId) -> R
     vacuum(conn)
 }
 
+/// Forgets tombstones (of every device) whose last change, the highest counter of their
+/// version vector (counters follow the wall clock), is before `before_secs`. Returns how
+/// many were forgotten. A device offline for longer than that may bring such a file
+/// back when it returns: a resurrection, never a deletion of newer data.
+pub fn forget_tombstones(conn: &Connection, before_secs: u64) -> Result<usize, DbError> {
+    let mut old = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare_cached("SELECT folder, device, name, version FROM files WHERE deleted = 1")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let version: Vec<u8> = row.get(3)?;
+            let last = super::codec::decode_vector(&version)?
+                .into_iter()
+                .map(|(_, counter)| counter)
+                .max()
+                .unwrap_or(0);
+            if last < before_secs {
+                old.push((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ));
+            }
+        }
+    }
+    let mut del =
+        conn.prepare_cached("DELETE FROM files WHERE folder = ?1 AND device = ?2 AND name = ?3")?;
+    for (f, d, n) in &old {
+        del.execute(params![f, d, n])?;
+    }
+    Ok(old.len())
+}
+
 /// Forgets a folder: every device's entries, its block map and its index IDs. Adding it
 /// again later makes a new local index ID, so peers send their full index again.
 pub fn drop_folder(conn: &Connection, folder: &str) -> Result<(), DbError> {

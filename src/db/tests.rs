@@ -1015,3 +1015,26 @@ fn database_size_per_file_is_within_budget() {
     println!("database: {bytes} bytes + {wal} WAL for {files} files = {per_file:.1} bytes/file");
     assert!(per_file <= 400.0, "{per_file:.1} bytes per file");
 }
+
+#[test]
+fn tombstones_are_forgotten_only_after_their_time() {
+    let conn = mem();
+    // update_local stamps versions with the fixed NOW (see local_update).
+    local_update(&conn, vec![small("gone", "a"), small("kept", "b")]);
+    local_update(&conn, vec![tombstone("gone")]);
+    let forgotten = write(&conn, |c| store::forget_tombstones(c, NOW));
+    assert_eq!(forgotten, 0, "a recent tombstone is kept");
+    let forgotten = write(&conn, |c| store::forget_tombstones(c, u64::MAX));
+    assert_eq!(forgotten, 1);
+    assert!(
+        store::get_local(&conn, FOLDER, "gone")
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store::get_local(&conn, FOLDER, "kept")
+            .expect("get")
+            .is_some(),
+        "live entries stay"
+    );
+}

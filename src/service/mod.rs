@@ -593,6 +593,7 @@ impl Running {
             cancel.child_token(),
         ));
         shared.tasks.spawn(supervise_dialers(shared.clone()));
+        shared.tasks.spawn(forget_old_tombstones(shared.clone()));
         folders::start(&shared);
         info!(device = %local, "service started");
         Ok(Running {
@@ -618,6 +619,34 @@ impl Running {
             warn!(error = %e, "index checkpoint at shutdown failed");
         }
         info!("service stopped");
+    }
+}
+
+/// How long a deletion is remembered: long enough that a device offline for months does
+/// not bring deleted files back. A device that returns after longer may resurrect files
+/// it still has (never delete newer data).
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(180 * 86_400);
+
+/// Forgets tombstones older than [`TOMBSTONE_TTL`], a minute after start and then daily.
+async fn forget_old_tombstones(shared: Arc<Shared>) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = Duration::from_secs(86_400);
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            .saturating_sub(TOMBSTONE_TTL.as_secs());
+        let db = shared.db.clone();
+        match tokio::task::spawn_blocking(move || db.forget_tombstones(before)).await {
+            Ok(Ok(n)) if n > 0 => info!(forgotten = n, "forgot deletions older than 180 days"),
+            Ok(Err(e)) => warn!(error = %e, "cannot forget old deletions"),
+            _ => {}
+        }
     }
 }
 
