@@ -36,6 +36,10 @@ pub fn watch(root: &Path) -> Result<(FolderWatch, mpsc::UnboundedReceiver<String
         if ev.need_rescan() {
             let _ = tx.send(String::new());
         }
+        // Opening and reading (our own block serving among them) change nothing.
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
         for p in ev.paths {
             if let Some(name) = relative(&base2, &p) {
                 let _ = tx.send(name);
