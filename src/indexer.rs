@@ -29,6 +29,9 @@ pub enum IndexError {
     },
 }
 
+/// At most this many changed entries are handed back by one scan (for events).
+pub const CHANGED_REPORT_MAX: usize = 256;
+
 /// Whether a folder may be scanned and synced now: its path and marker exist.
 pub fn check_marker(folder: &FolderConfig) -> Result<(), IndexError> {
     let path = folder.path.to_string_lossy().into_owned();
@@ -53,6 +56,7 @@ pub fn index_folder(
     folder: &FolderConfig,
     only: Option<&[String]>,
     progress: &(dyn Fn(&Progress) + Sync),
+    mut changed: Option<&mut Vec<crate::protocol::FileInfo>>,
 ) -> Result<ScanSummary, IndexError> {
     check_marker(folder)?;
     let prev = db.reader()?.scan_state(&folder.id)?;
@@ -75,7 +79,12 @@ pub fn index_folder(
                 source: scan::ScanFailure::Aborted(msg),
             });
         }
-        db.update_local(&folder.id, batch)?;
+        let stored = db.update_local(&folder.id, batch)?;
+        if let Some(out) = changed.as_deref_mut() {
+            // Bounded: a big scan reports its count, not a million events.
+            let room = CHANGED_REPORT_MAX.saturating_sub(out.len());
+            out.extend(stored.into_iter().take(room));
+        }
         Ok(())
     };
     let result = scan::scan(&req, &mut sink, progress);

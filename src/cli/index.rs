@@ -99,7 +99,7 @@ pub fn rescan(ctx: &Context, args: RescanArgs) -> anyhow::Result<()> {
             bar.set_position(p.bytes_hashed);
             bar.set_message(format!("{} files", p.files_seen));
         };
-        let result = index_folder(&db, folder, None, &report);
+        let result = index_folder(&db, folder, None, &report, None);
         bar.finish_and_clear();
         match result {
             Ok(summary) => {

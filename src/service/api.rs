@@ -41,6 +41,11 @@ pub enum Request {
     DismissFolder {
         folder: String,
     },
+    /// `shoal conflicts --json`'s array: the conflict copies the local index holds (every
+    /// folder without an ID), newest first.
+    Conflicts {
+        folder: Option<String>,
+    },
     /// Scan now (every folder without an ID); answered when the scans are done.
     Rescan {
         folder: Option<String>,

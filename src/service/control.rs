@@ -176,6 +176,7 @@ async fn handle(shared: &Arc<Shared>, req: Request) -> Answer {
             "no pending folder with that ID",
         ),
         Request::Rescan { folder } => super::folders::rescan(shared, folder).await,
+        Request::Conflicts { folder } => conflicts(shared, folder).await,
         Request::Subscribe => Err("subscribe must be the connection's first request".into()),
     };
     match result {
@@ -199,6 +200,53 @@ fn folders_json(shared: &Arc<Shared>) -> serde_json::Value {
         })
         .collect();
     json!(list)
+}
+
+/// The conflict copies in the local index, as `shoal conflicts --json` lists them.
+async fn conflicts(
+    shared: &Arc<Shared>,
+    folder: Option<String>,
+) -> Result<serde_json::Value, String> {
+    let config = shared.config();
+    let ids: Vec<String> = match folder {
+        Some(id) => {
+            config.require_folder(&id).map_err(|e| e.to_string())?;
+            vec![id]
+        }
+        None => config.folders.iter().map(|f| f.id.clone()).collect(),
+    };
+    let db = shared.db.clone();
+    // A walk of every local entry: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let reader = db.reader().map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for id in &ids {
+            reader
+                .for_each_local(id, |e| {
+                    if !e.deleted
+                        && e.file_type == crate::protocol::FileType::File
+                        && let Some((original, device, created)) =
+                            crate::sync::conflict::parse_copy_name(&e.name)
+                    {
+                        out.push(json!({
+                            "folder": id, "name": e.name, "original": original,
+                            "device": device, "created": created,
+                        }));
+                    }
+                    Ok::<(), crate::db::DbError>(())
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        out.sort_by(|a, b| {
+            b["created"]
+                .as_str()
+                .cmp(&a["created"].as_str())
+                .then(a["name"].as_str().cmp(&b["name"].as_str()))
+        });
+        Ok(json!(out))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn apply(shared: &Arc<Shared>, change: ConfigChange) -> Result<serde_json::Value, String> {

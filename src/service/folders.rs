@@ -406,7 +406,20 @@ async fn scan_once(
                 bytes_total: p.bytes_to_hash,
             });
         };
-        index_folder(&s.db, &f, only.as_deref(), &progress)
+        let mut changed = Vec::new();
+        let result = index_folder(&s.db, &f, only.as_deref(), &progress, Some(&mut changed));
+        if result.is_ok() {
+            let me = s.local.short().to_string();
+            for c in changed {
+                s.emit(Event::FileChanged {
+                    folder: f.id.clone(),
+                    name: c.name,
+                    device: me.clone(),
+                    deleted: c.deleted,
+                });
+            }
+        }
+        result
     });
     let result = tokio::select! {
         // A scan in progress finishes its current batch on its own thread; we stop waiting.

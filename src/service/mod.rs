@@ -480,9 +480,11 @@ impl Shared {
                 None => h.cancel.cancel(),
                 Some(d) if d.paused => h.cancel.cancel(),
                 Some(_) => {
-                    // Shares may have changed: tell the peer what it now gets.
+                    // Shares may have changed: tell the peer what it now gets, and send
+                    // (or stop sending) our index of each folder accordingly.
                     let _ =
                         h.tx.try_send(Message::ClusterConfig(self.cluster_config_for(id)));
+                    self.start_senders(id, h);
                 }
             }
         }

@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 
 /// How many changed files are kept per folder for its "recent changes" list.
 pub const RECENT_PER_FOLDER: usize = 20;
+/// A line equal to one of the last this many is counted on it instead of added.
+pub const REPEAT_WINDOW: usize = 4;
 /// How many lines the event log keeps.
 pub const LOG_LINES: usize = 500;
 /// How many rate samples a device's sparkline keeps (one per second or so).
@@ -83,6 +85,30 @@ pub struct DeviceConf {
     pub addresses: Vec<String>,
     pub connected: bool,
     pub paused: bool,
+}
+
+/// One entry of the `conflicts` request: a conflict copy beside its original.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Conflict {
+    pub folder: String,
+    /// The copy's name.
+    pub name: String,
+    pub original: String,
+    /// Short ID of the device whose version lost.
+    pub device: String,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// The conflict copies, as far as the service told us.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Conflicts {
+    /// Not asked yet (they are read when the Events screen opens).
+    Unknown,
+    Loaded(Vec<Conflict>),
+    /// The service cannot list them (an older service), or the listing failed.
+    Unavailable(String),
 }
 
 /// Everything one refresh reads from the service.
@@ -169,12 +195,23 @@ impl Level {
     }
 }
 
+/// What a log line says: the event itself is kept, so that it is worded with the names
+/// known when it is drawn (an event may arrive before the first status names its device).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogText {
+    Plain(String),
+    Event(crate::service::api::Event),
+}
+
 /// One line of the event log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogLine {
+    /// When it last happened.
     pub time: OffsetDateTime,
     pub level: Level,
-    pub text: String,
+    pub text: LogText,
+    /// How many times it happened in a row (with at most a few other lines between).
+    pub repeats: u32,
 }
 
 /// A file a `file_changed` event named.
@@ -393,6 +430,7 @@ pub struct App {
     pub traffic: HashMap<String, Traffic>,
     /// Per device ID: when it was last seen connected (by this dashboard).
     pub last_seen: HashMap<String, OffsetDateTime>,
+    pub conflicts: Conflicts,
     pub notice: Option<Notice>,
     /// Actions sent to the service and not answered yet.
     pub in_flight: usize,
@@ -424,6 +462,7 @@ impl App {
             scans: HashMap::new(),
             traffic: HashMap::new(),
             last_seen: HashMap::new(),
+            conflicts: Conflicts::Unknown,
             notice: None,
             in_flight: 0,
             now: OffsetDateTime::UNIX_EPOCH,
@@ -500,18 +539,32 @@ impl App {
 
     /// Total bytes per second in and out over every device.
     pub fn total_rates(&self) -> (u64, u64) {
-        self.traffic
-            .values()
-            .fold((0, 0), |(i, o), t| (i + t.in_rate, o + t.out_rate))
+        self.traffic.values().fold((0u64, 0u64), |(i, o), t| {
+            (i.saturating_add(t.in_rate), o.saturating_add(t.out_rate))
+        })
     }
 
     /// Adds a line to the event log, keeping the scroll position on the same line when
     /// scrolled back.
-    pub fn push_log(&mut self, level: Level, text: String) {
+    pub fn push_log(&mut self, level: Level, text: LogText) {
+        // A device dialled in a loop says the same few lines again and again: count them.
+        let now = self.now;
+        if let Some(l) = self
+            .log
+            .iter_mut()
+            .rev()
+            .take(REPEAT_WINDOW)
+            .find(|l| l.text == text)
+        {
+            l.repeats += 1;
+            l.time = now;
+            return;
+        }
         self.log.push_back(LogLine {
             time: self.now,
             level,
             text,
+            repeats: 1,
         });
         if self.log_scroll > 0 {
             self.log_scroll += 1;

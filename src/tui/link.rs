@@ -11,7 +11,7 @@
 //!
 //! It must never touch the engine except through [`Client`].
 
-use super::app::{DeviceConf, FolderConf, Snapshot, Status};
+use super::app::{Conflict, DeviceConf, FolderConf, Snapshot, Status};
 use super::update::{Action, Effect};
 use crate::service::api::{Event, Request};
 use crate::service::pending::Pending;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 /// Refreshes are at least this far apart (events still change the state at once).
-pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(200);
+pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(250);
 /// How often a lost subscription is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -69,6 +69,21 @@ impl Link {
         match effect {
             Effect::Refresh => {
                 let _ = self.refresh.send(());
+            }
+            Effect::LoadConflicts => {
+                let (socket, tx) = (self.socket.clone(), self.actions.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("tui-conflicts".into())
+                    .spawn(move || {
+                        let result = Client::connect(&socket)
+                            .and_then(|mut c| c.call(&Request::Conflicts { folder: None }))
+                            .and_then(|v| Ok(serde_json::from_value::<Vec<Conflict>>(v)?))
+                            .map_err(|e| e.to_string());
+                        let _ = tx.send(Action::Conflicts(result));
+                    });
+                if let Err(e) = spawned {
+                    warn!(error = %e, "cannot start a thread for a request");
+                }
             }
             Effect::Call { what, request } => {
                 let (socket, tx) = (self.socket.clone(), self.actions.clone());

@@ -107,7 +107,11 @@ fn qr(app: &App, frame: &mut Frame, area: Rect) {
         .unwrap_or((0, 0));
     let fits = code.is_some() && w + 2 <= area.width && h + 3 <= area.height;
     let width = if fits {
-        (w + 2).max(id.len() as u16 + 4)
+        w.saturating_add(2).max(
+            u16::try_from(id.len())
+                .unwrap_or(u16::MAX)
+                .saturating_add(4),
+        )
     } else {
         70
     };
@@ -198,7 +202,7 @@ fn dialog(app: &App, d: &Dialog, frame: &mut Frame, area: Rect) {
             ])
             .areas(inner);
             input(frame, f, text::FIELD_NEW_NAME, value, true);
-            frame.render_widget(keys_line(text::DIALOG_KEYS), k);
+            frame.render_widget(keys_line(text::FIELD_KEYS), k);
         }
         Dialog::Share {
             label,
@@ -206,7 +210,14 @@ fn dialog(app: &App, d: &Dialog, frame: &mut Frame, area: Rect) {
             cursor,
             ..
         } => {
-            let r = popup(frame, area, 60, choices.len() as u16 + 5);
+            let r = popup(
+                frame,
+                area,
+                60,
+                u16::try_from(choices.len())
+                    .unwrap_or(u16::MAX)
+                    .saturating_add(5),
+            );
             let outer = block(text::share_title(label).trim());
             let inner = outer.inner(r);
             frame.render_widget(outer, r);
@@ -226,7 +237,7 @@ fn dialog(app: &App, d: &Dialog, frame: &mut Frame, area: Rect) {
             frame.render_widget(keys_line(text::LIST_KEYS), k);
         }
         Dialog::Mode { label, cursor, .. } => {
-            let r = popup(frame, area, 66, MODES.len() as u16 + 4);
+            let r = popup(frame, area, 78, MODES.len() as u16 + 4);
             let outer = block(text::mode_title(label).trim());
             let inner = outer.inner(r);
             frame.render_widget(outer, r);
@@ -283,7 +294,7 @@ fn dialog(app: &App, d: &Dialog, frame: &mut Frame, area: Rect) {
             );
             input(frame, f, text::FIELD_ACCEPT_PATH, path, true);
             frame.render_widget(error_line(error), e);
-            frame.render_widget(keys_line(text::DIALOG_KEYS), k);
+            frame.render_widget(keys_line(text::FIELD_KEYS), k);
         }
         Dialog::Confirm { question, .. } => {
             let r = popup(frame, area, 64, 7);

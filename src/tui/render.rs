@@ -3,7 +3,7 @@
 //! Render functions only read the [`App`]; they never change state or talk to the
 //! service, so a frame is a pure function of the state and the terminal's size.
 
-use super::app::{App, LinkState, PendingItem, Screen, ServiceKind, short};
+use super::app::{App, Conflicts, LinkState, PendingItem, Screen, ServiceKind, short};
 use super::keys::{self, Scope};
 use super::overlays;
 use super::text;
@@ -18,6 +18,8 @@ use ratatui::widgets::{
 
 /// Below this width the layouts stack and drop columns.
 pub const WIDE: u16 = 80;
+/// With a body shorter than this the overview drops its frames (80×24 keeps them).
+const COMPACT_BELOW: u16 = 18;
 /// Below this size only a request to enlarge the terminal is shown.
 const MIN_WIDTH: u16 = 40;
 const MIN_HEIGHT: u16 = 10;
@@ -98,18 +100,23 @@ fn state_style(state: &str) -> Style {
     }
 }
 
+/// `part` of `whole` in percent, without overflow, at most 100.
+fn per_cent(part: u64, whole: u64) -> u64 {
+    (u128::from(part) * 100 / u128::from(whole.max(1))).min(100) as u64
+}
+
 /// A folder's progress in percent: a sync's bytes held against needed, or a scan's hashed.
 fn percent(app: &App, f: &super::app::FolderStatus) -> Option<u64> {
     match f.state.as_str() {
-        "syncing" if f.need_bytes > 0 => {
-            let total = f.local_bytes + f.need_bytes;
-            Some(f.local_bytes * 100 / total.max(1))
-        }
+        "syncing" if f.need_bytes > 0 => Some(per_cent(
+            f.local_bytes,
+            f.local_bytes.saturating_add(f.need_bytes),
+        )),
         "scanning" => app
             .scans
             .get(&f.id)
             .filter(|(_, total)| *total > 0)
-            .map(|(done, total)| done * 100 / total),
+            .map(|(done, total)| per_cent(*done, *total)),
         _ => None,
     }
 }
@@ -118,9 +125,9 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
     let wide = area.width >= 100;
     let mode = match &app.service {
         ServiceKind::Embedded if wide => text::EMBEDDED.to_string(),
-        ServiceKind::Embedded => "embedded service".to_string(),
+        ServiceKind::Embedded => text::EMBEDDED_SHORT.to_string(),
         ServiceKind::Attached { pid } if wide => text::attached(*pid),
-        ServiceKind::Attached { .. } => "attached".to_string(),
+        ServiceKind::Attached { .. } => text::ATTACHED_SHORT.to_string(),
     };
     let name = if app.status.name.is_empty() {
         String::new()
@@ -195,19 +202,33 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect) {
         None => Scope::Screen(app.screen),
     };
     let mut spans = vec![Span::raw(" ")];
+    let mut used = 1;
     for (k, word) in keys::hints(scope) {
+        let word = format!(" {word}  ");
+        used += k.chars().count() + word.chars().count();
+        // Hints that do not fit are left out whole, not cut in the middle.
+        if used > hints_area.width as usize + 2 {
+            break;
+        }
         spans.push(Span::styled(k, bold()));
-        spans.push(Span::styled(format!(" {word}  "), dim()));
+        spans.push(Span::styled(word, dim()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), hints_area);
 }
 
+/// A number of rows as a height, saturated (a screen is never that tall anyway).
+fn count(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+/// A field's name padded so the values after it line up.
+fn label(name: &str) -> String {
+    format!("{name:<11}")
+}
+
 /// "Label   value" lines with the labels padded to one width.
-fn field_line<'a>(label: &str, value: impl Into<Span<'a>>) -> Line<'a> {
-    Line::from(vec![
-        Span::styled(format!("{label:<9}"), dim()),
-        value.into(),
-    ])
+fn field_line<'a>(name: &str, value: impl Into<Span<'a>>) -> Line<'a> {
+    Line::from(vec![Span::styled(label(name), dim()), value.into()])
 }
 
 fn loading_or<'a>(app: &App, empty: &'a str) -> Paragraph<'a> {
@@ -219,14 +240,15 @@ fn loading_or<'a>(app: &App, empty: &'a str) -> Paragraph<'a> {
 // Overview.
 
 fn overview(app: &App, frame: &mut Frame, area: Rect) {
-    if area.width < WIDE {
+    // Below 80 columns, or with too few rows for boxes, the overview drops its frames.
+    if area.width < WIDE || area.height < COMPACT_BELOW {
         return overview_compact(app, frame, area);
     }
     let [me, rest] = Layout::vertical([Constraint::Length(6), Constraint::Min(0)]).areas(area);
     this_device(app, frame, me);
     // The tables get what they need; what is left shows the newest events.
-    let rows = app.status.folders.len().max(app.status.devices.len()) as u16;
-    let mut tables = (rows + 3).max(5).min(rest.height);
+    let rows = count(app.status.folders.len().max(app.status.devices.len()));
+    let mut tables = rows.saturating_add(3).max(5).min(rest.height);
     if rest.height - tables < 4 {
         tables = rest.height;
     }
@@ -241,7 +263,7 @@ fn overview(app: &App, frame: &mut Frame, area: Rect) {
         let lines = if app.log.is_empty() {
             vec![Line::styled(text::NO_EVENTS, dim())]
         } else {
-            log_lines(app, height, 0)
+            log_lines(app, height, outer.inner(log).width, 0)
         };
         frame.render_widget(Paragraph::new(lines).block(outer), log);
     }
@@ -280,8 +302,8 @@ fn overview_compact(app: &App, frame: &mut Frame, area: Rect) {
     ];
     frame.render_widget(Paragraph::new(lines).block(section(text::THIS_DEVICE)), me);
     // Folders first; devices keep at least what they need when there is room for both.
-    let nf = app.status.folders.len().max(1) as u16 + 1;
-    let nd = app.status.devices.len().max(1) as u16 + 1;
+    let nf = count(app.status.folders.len().max(1)).saturating_add(1);
+    let nd = count(app.status.devices.len().max(1)).saturating_add(1);
     let folders_height = nf.min(rest.height.saturating_sub(nd).max(rest.height / 2));
     let [top, bottom] =
         Layout::vertical([Constraint::Length(folders_height), Constraint::Min(0)]).areas(rest);
@@ -304,7 +326,7 @@ fn this_device(app: &App, frame: &mut Frame, area: Rect) {
         ),
         field_line(text::LISTEN, listen),
         Line::from(vec![
-            Span::styled(format!("{:<9}", text::UPTIME), dim()),
+            Span::styled(label(text::UPTIME), dim()),
             Span::raw(format!("{:<12}", text::uptime(app.status.uptime_secs))),
             Span::styled(format!("{}  ", text::RATES), dim()),
             Span::raw(text::rates(rx, tx)),
@@ -428,6 +450,13 @@ fn device_summary(app: &App, frame: &mut Frame, area: Rect, outer: fn(&str) -> B
 
 // Folders.
 
+/// Height of a list above its detail: all rows when they fit in half the screen (a third
+/// on a short terminal, so the detail keeps room for an error in full).
+fn list_height(rows: usize, height: u16) -> u16 {
+    let share = if height < 21 { height / 3 } else { height / 2 };
+    count(rows).saturating_add(3).min(share).max(4)
+}
+
 fn folders(app: &App, frame: &mut Frame, area: Rect) {
     let title = format!("{} ({})", text::FOLDERS, app.status.folders.len());
     if app.status.folders.is_empty() {
@@ -438,9 +467,7 @@ fn folders(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let wide = area.width >= WIDE;
-    let table_height = (app.status.folders.len() as u16 + 3)
-        .min(area.height / 2)
-        .max(4);
+    let table_height = list_height(app.status.folders.len(), area.height);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(table_height), Constraint::Min(0)]).areas(area);
     let shared = |id: &str| -> String {
@@ -535,7 +562,7 @@ fn folder_detail(
     let info = vec![
         field_line(text::PATH, format!("{}  ({})", f.path, f.id)),
         Line::from(vec![
-            Span::styled(format!("{:<9}", text::MODE), dim()),
+            Span::styled(label(text::MODE), dim()),
             Span::raw(format!("{:<16}", f.mode)),
             Span::styled(format!("{}  ", text::STATE), dim()),
             Span::styled(f.state.clone(), state_style(&f.state)),
@@ -549,7 +576,7 @@ fn folder_detail(
             },
         ),
         Line::from(vec![
-            Span::styled(format!("{:<9}", text::LOCAL), dim()),
+            Span::styled(label(text::LOCAL), dim()),
             Span::raw(format!(
                 "{:<24}",
                 text::files_bytes(f.local_files, f.local_bytes)
@@ -564,7 +591,7 @@ fn folder_detail(
             text::scanning_gauge(*done, *total),
         )),
         (_, _) if f.need_bytes > 0 || f.state == "syncing" => {
-            let total = f.local_bytes + f.need_bytes;
+            let total = f.local_bytes.saturating_add(f.need_bytes);
             Some((
                 f.local_bytes as f64 / total.max(1) as f64,
                 text::syncing_gauge(f.local_bytes, total, f.need_files),
@@ -584,6 +611,7 @@ fn folder_detail(
             LineGauge::default()
                 .ratio(ratio.clamp(0.0, 1.0))
                 .label(label)
+                .filled_symbol(ratatui::symbols::line::THICK_HORIZONTAL)
                 .filled_style(Style::new().fg(Color::Cyan))
                 .unfilled_style(dim()),
             gauge_area,
@@ -592,10 +620,7 @@ fn folder_detail(
     let mut lines: Vec<Line> = Vec::new();
     if let Some(e) = &f.error {
         lines.push(Line::from(vec![
-            Span::styled(
-                format!("{:<9}", text::ERROR),
-                bad().add_modifier(Modifier::BOLD),
-            ),
+            Span::styled(label(text::ERROR), bad().add_modifier(Modifier::BOLD)),
             Span::styled(e.clone(), bad()),
         ]));
     }
@@ -629,9 +654,7 @@ fn devices(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let wide = area.width >= WIDE;
-    let table_height = (app.status.devices.len() as u16 + 3)
-        .min(area.height / 2)
-        .max(4);
+    let table_height = list_height(app.status.devices.len(), area.height);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(table_height), Constraint::Min(0)]).areas(area);
     let rows: Vec<Row> = app
@@ -666,7 +689,7 @@ fn devices(app: &App, frame: &mut Frame, area: Rect) {
             vec![
                 Constraint::Min(10),
                 Constraint::Length(7),
-                Constraint::Length(20),
+                Constraint::Length(22),
                 Constraint::Length(21),
                 Constraint::Length(10),
                 Constraint::Length(10),
@@ -684,7 +707,7 @@ fn devices(app: &App, frame: &mut Frame, area: Rect) {
         (
             vec![
                 Constraint::Min(8),
-                Constraint::Length(9),
+                Constraint::Length(10),
                 Constraint::Length(10),
                 Constraint::Length(10),
             ],
@@ -789,11 +812,16 @@ fn device_detail(app: &App, d: &super::app::DeviceStatus, frame: &mut Frame, are
         frame.render_widget(
             Sparkline::default()
                 .data(&data)
+                // A floor keeps keep-alives from looking like a full link.
+                .max(data.iter().copied().max().unwrap_or(0).max(SPARK_FLOOR))
                 .style(Style::new().fg(color)),
             s,
         );
     }
 }
+
+/// The smallest full scale of a rate sparkline, bytes per second.
+const SPARK_FLOOR: u64 = 10_000;
 
 // Pending.
 
@@ -808,7 +836,9 @@ fn pending(app: &App, frame: &mut Frame, area: Rect) {
     }
     let items = app.pending_items();
     let selected_item = items.get(app.sel_pending).copied();
-    let dev_height = (app.pending.devices.len().max(1) as u16 + 3).min(area.height / 2);
+    let dev_height = count(app.pending.devices.len().max(1))
+        .saturating_add(3)
+        .min(area.height / 2);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(dev_height), Constraint::Min(0)]).areas(area);
     let wide = area.width >= WIDE;
@@ -923,16 +953,55 @@ fn pending(app: &App, frame: &mut Frame, area: Rect) {
 // Events.
 
 fn events(app: &App, frame: &mut Frame, area: Rect) {
-    let note_height = if area.width >= 100 { 4 } else { 5 };
+    let inner_width = area.width.saturating_sub(4) as usize;
+    let (title, body): (String, Vec<Line>) = match &app.conflicts {
+        Conflicts::Loaded(list) if !list.is_empty() => (
+            text::conflicts_title(Some(list.len())),
+            list.iter()
+                .flat_map(|c| {
+                    [
+                        Line::from(vec![
+                            Span::styled(format!("{}  ", text::date_time(&c.created)), dim()),
+                            Span::styled(format!("{}  ", app.folder_label(&c.folder)), bold()),
+                            Span::styled(c.name.clone(), warn()),
+                        ]),
+                        Line::styled(
+                            format!(
+                                "                  {}",
+                                text::conflict_line(&c.original, &app.device_name(&c.device))
+                            ),
+                            dim(),
+                        ),
+                    ]
+                })
+                .collect(),
+        ),
+        Conflicts::Loaded(_) => (
+            text::conflicts_title(Some(0)),
+            wrap(text::NO_CONFLICTS, inner_width)
+                .into_iter()
+                .map(|l| Line::styled(l, dim()))
+                .collect(),
+        ),
+        Conflicts::Unknown => (
+            text::conflicts_title(None),
+            vec![Line::styled(text::LOADING, dim())],
+        ),
+        Conflicts::Unavailable(_) => (
+            text::conflicts_title(None),
+            wrap(text::CONFLICTS_NOTE, inner_width)
+                .into_iter()
+                .map(|l| Line::styled(l, dim()))
+                .collect(),
+        ),
+    };
+    // The conflicts take what they need, up to a third of the screen; the log the rest.
+    let note_height = count(body.len())
+        .saturating_add(2)
+        .min((area.height / 3).max(3));
     let [note, log] =
         Layout::vertical([Constraint::Length(note_height), Constraint::Min(0)]).areas(area);
-    frame.render_widget(
-        Paragraph::new(text::CONFLICTS_NOTE)
-            .style(dim())
-            .wrap(Wrap { trim: true })
-            .block(block(text::CONFLICTS)),
-        note,
-    );
+    frame.render_widget(Paragraph::new(body).block(block(&title)), note);
     let mut outer = block(text::EVENTS);
     if app.log_scroll > 0 {
         outer = outer.title_bottom(Span::styled(text::scrolled_back(app.log_scroll), warn()));
@@ -945,26 +1014,80 @@ fn events(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let height = outer.inner(log).height as usize;
-    let lines = log_lines(app, height, app.log_scroll);
+    let lines = log_lines(app, height, outer.inner(log).width, app.log_scroll);
     frame.render_widget(Paragraph::new(lines).block(outer), log);
 }
 
-/// The `height` log lines ending `scroll` lines before the newest.
-fn log_lines(app: &App, height: usize, scroll: usize) -> Vec<Line<'static>> {
+/// Visual lines of the log, wrapped to `width` with the text indented under itself,
+/// filling `height` and ending `scroll` entries before the newest.
+fn log_lines(app: &App, height: usize, width: u16, scroll: usize) -> Vec<Line<'static>> {
+    const TIME: usize = 10;
+    let room = (width as usize).saturating_sub(TIME).max(10);
     let end = app.log.len().saturating_sub(scroll);
-    let start = end.saturating_sub(height);
-    app.log
-        .range(start..end)
-        .map(|l| {
-            let style = match l.level {
-                super::app::Level::Info => Style::new(),
-                super::app::Level::Warn => warn(),
-                super::app::Level::Error => bad(),
-            };
-            Line::from(vec![
-                Span::styled(format!("{}  ", text::clock(l.time)), dim()),
-                Span::styled(l.text.clone(), style),
-            ])
-        })
-        .collect()
+    let mut out: Vec<Line<'static>> = Vec::new();
+    for l in app.log.range(..end).rev() {
+        if out.len() >= height {
+            break;
+        }
+        let style = match l.level {
+            super::app::Level::Info => Style::new(),
+            super::app::Level::Warn => warn(),
+            super::app::Level::Error => bad(),
+        };
+        let body = text::log_text(app, l);
+        let body = if l.repeats > 1 {
+            text::repeated(&body, l.repeats)
+        } else {
+            body
+        };
+        let mut entry: Vec<Line<'static>> = wrap(&body, room)
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let lead = if i == 0 {
+                    Span::styled(format!("{}  ", text::clock(l.time)), dim())
+                } else {
+                    Span::raw(" ".repeat(TIME))
+                };
+                Line::from(vec![lead, Span::styled(part, style)])
+            })
+            .collect();
+        // An entry is shown whole or not at all (but the newest always shows).
+        if !out.is_empty() && out.len() + entry.len() > height {
+            break;
+        }
+        // Newest at the bottom: entries are gathered backwards, lines kept in order.
+        entry.reverse();
+        out.extend(entry);
+    }
+    out.truncate(height);
+    out.reverse();
+    out
+}
+
+/// Splits `s` into pieces of at most `width` characters, at spaces where it can.
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in s.split(' ') {
+        let (lc, wc) = (line.chars().count(), word.chars().count());
+        if lc > 0 && lc + 1 + wc > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let head: String = line.chars().take(width).collect();
+            let tail: String = line.chars().skip(width).collect();
+            lines.push(head);
+            line = tail;
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }

@@ -1,10 +1,11 @@
 //! Fixed sample state for the dashboard's tests: no service, no clock, no randomness.
 
 use super::app::{
-    App, DeviceConf, DeviceStatus, FileChange, FolderConf, FolderStatus, Level, LinkState,
-    ServiceKind, Snapshot, Status,
+    App, Conflict, Conflicts, DeviceConf, DeviceStatus, FileChange, FolderConf, FolderStatus,
+    Level, LinkState, LogText, ServiceKind, Snapshot, Status,
 };
 use crate::identity::DeviceId;
+use crate::service::api::Event;
 use crate::service::pending::{Pending, PendingDevice, PendingFolder};
 use std::time::Instant;
 use time::macros::datetime;
@@ -210,28 +211,60 @@ pub fn app() -> App {
             deleted,
         });
     }
+    app.conflicts = Conflicts::Loaded(vec![Conflict {
+        folder: "docs-7f3k2".into(),
+        name: "budget.sync-conflict-20261120-135944-AIBAEAQ.ods".into(),
+        original: "budget.ods".into(),
+        device: id(2)[..7].to_string(),
+        created: "2026-11-20T13:59:44Z".into(),
+    }]);
+    let plain = |s: &str| LogText::Plain(s.to_string());
     let lines = [
         (
             Level::Info,
-            "device laptop connected from 192.168.1.20:22100",
+            LogText::Event(Event::DeviceConnected {
+                device: id(2),
+                address: "192.168.1.20:22100".into(),
+            }),
         ),
-        (Level::Info, "folder Docs: scanning"),
-        (Level::Info, "folder Docs: idle"),
-        (Level::Error, LONG_ERROR),
-        (Level::Info, "folder Music: syncing"),
         (
             Level::Info,
-            "folder Docs: reports/2026-q3.pdf updated (by laptop)",
+            LogText::Event(Event::PendingDevice {
+                device: id(5),
+                name: "desk".into(),
+                address: "192.168.1.31:40122".into(),
+            }),
+        ),
+        (Level::Error, plain(LONG_ERROR)),
+        (
+            Level::Info,
+            LogText::Event(Event::PendingFolder {
+                folder: "photos-9d2".into(),
+                label: "Photos".into(),
+                device: id(2),
+            }),
+        ),
+        (
+            Level::Info,
+            LogText::Event(Event::FileChanged {
+                folder: "docs-7f3k2".into(),
+                name: "reports/2026-q3.pdf".into(),
+                device: id(2)[..7].to_string(),
+                deleted: false,
+            }),
         ),
         (
             Level::Warn,
-            "device nas disconnected: connection reset by peer",
+            LogText::Event(Event::DeviceDisconnected {
+                device: id(3),
+                reason: "connection reset by peer".into(),
+            }),
         ),
     ];
     let start = app.now - time::Duration::minutes(5);
     for (i, (level, text)) in lines.into_iter().enumerate() {
         app.now = start + time::Duration::seconds(37 * i as i64);
-        app.push_log(level, text.to_string());
+        app.push_log(level, text);
     }
     app.now = datetime!(2026-11-20 14:03:27 UTC);
     app

@@ -69,6 +69,15 @@ fn overview_60x20_narrow() {
 }
 
 #[test]
+fn overview_80x16_short() {
+    let frame = draw(&sample::app(), 80, 16);
+    for word in ["AEAQCAI", "Docs", "Notes", "laptop", "phone"] {
+        assert!(frame.contains(word), "{word} missing:\n{frame}");
+    }
+    insta::assert_snapshot!(frame);
+}
+
+#[test]
 fn overview_before_the_first_answer_embedded() {
     let app = App::new(ServiceKind::Embedded, sample::id(1), None);
     insta::assert_snapshot!(draw(&app, 100, 30));
@@ -148,15 +157,23 @@ fn pending_empty() {
 }
 
 #[test]
-fn events_and_conflicts_note() {
+fn events_and_conflicts() {
     insta::assert_snapshot!(draw(&on(Screen::Events), 100, 30));
 }
 
 #[test]
-fn events_scrolled_back() {
+fn events_scrolled_back_no_conflict_list() {
     let mut app = on(Screen::Events);
     app.log_scroll = 3;
+    app.conflicts = super::app::Conflicts::Unavailable("bad request".into());
     insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn events_no_conflicts_narrow() {
+    let mut app = on(Screen::Events);
+    app.conflicts = super::app::Conflicts::Loaded(Vec::new());
+    insta::assert_snapshot!(draw(&app, 60, 20));
 }
 
 #[test]
@@ -360,4 +377,36 @@ fn the_loop_draws_handles_keys_and_quits() {
         )),
         "{effects:?}"
     );
+}
+
+#[test]
+fn log_lines_wrap_at_spaces_and_split_long_words() {
+    use super::render::wrap;
+    assert_eq!(wrap("one two three", 7), vec!["one two", "three"]);
+    assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+    assert_eq!(wrap("", 5), vec![""]);
+    // A width of zero still ends.
+    assert_eq!(wrap("ab", 0), vec!["a", "b"]);
+}
+
+/// A service that sends nonsense sizes or thousands of entries still gets a frame.
+#[test]
+fn many_folders_and_devices_do_not_break_the_layout() {
+    let mut app = sample::app();
+    let f = app.status.folders[0].clone();
+    let d = app.status.devices[0].clone();
+    app.status.folders = vec![f; 5000];
+    app.status.devices = vec![d; 3000];
+    app.status.folders[0].local_bytes = u64::MAX;
+    app.status.folders[0].need_bytes = u64::MAX;
+    app.status.folders[0].state = "syncing".into();
+    app.status.folders[1].state = "scanning".into();
+    let id = app.status.folders[1].id.clone();
+    app.scans.insert(id, (u64::MAX, 3));
+    for screen in Screen::ALL {
+        app.screen = screen;
+        for (w, h) in [(100, 30), (60, 20), (40, 10)] {
+            draw(&app, w, h);
+        }
+    }
 }

@@ -8,6 +8,10 @@ use time::OffsetDateTime;
 
 pub const APP: &str = "Shoal";
 pub const EMBEDDED: &str = "embedded service (stops when you quit)";
+pub const EMBEDDED_SHORT: &str = "embedded service";
+pub const ATTACHED_SHORT: &str = "attached";
+/// The directory an offered folder without a usable label gets under `~/Shoal/`.
+pub const DEFAULT_FOLDER_NAME: &str = "folder";
 pub const CONNECTING: &str = "connecting…";
 pub const LINK_UP: &str = "● live";
 pub const LINK_DOWN: &str = "○ service unreachable";
@@ -164,9 +168,40 @@ pub const NO_PENDING_FOLDERS: &str = "none";
 
 // Events screen.
 pub const CONFLICTS: &str = "Conflicts";
-pub const CONFLICTS_NOTE: &str = "The service has no list of conflicts yet: a conflict leaves a copy named NAME.sync-conflict-DATE-TIME-DEVICE.EXT beside the file, and it shows in the log below as a changed file.";
+pub const CONFLICTS_NOTE: &str = "This service cannot list conflicts: a conflict leaves a copy named NAME.sync-conflict-DATE-TIME-DEVICE.EXT beside the file, and it shows in the log below as a changed file.";
+pub const NO_CONFLICTS: &str = "No conflict copies. When two devices change a file at once, the losing version is kept beside it as NAME.sync-conflict-DATE-TIME-DEVICE.EXT and listed here.";
+
+pub fn conflicts_title(n: Option<usize>) -> String {
+    match n {
+        Some(n) => format!("{CONFLICTS} ({n})"),
+        None => CONFLICTS.to_string(),
+    }
+}
+
+pub fn conflict_line(original: &str, device: &str) -> String {
+    format!("copy of {original}, the version {device} lost")
+}
+
+/// An RFC 3339 time as `YYYY-MM-DD HH:MM` (UTC), or as given when it does not parse.
+pub fn date_time(rfc3339: &str) -> String {
+    match OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => rfc3339.to_string(),
+    }
+}
 pub const EVENTS: &str = "Recent events";
 pub const NO_EVENTS: &str = "Nothing has happened since the dashboard opened.";
+
+pub fn repeated(line: &str, times: u32) -> String {
+    format!("{line} (×{times})")
+}
 
 pub fn scrolled_back(n: usize) -> String {
     format!(" {n} lines back · End: follow ")
@@ -226,10 +261,14 @@ pub fn event_line(
             device: d,
             name,
             address,
-        } => format!(
-            "unknown device {name} ({}) at {address} wants to connect: see Pending",
-            short_id(d)
-        ),
+        } => {
+            let who = if name.is_empty() {
+                short_id(d).to_string()
+            } else {
+                format!("{name} ({})", short_id(d))
+            };
+            format!("unknown device {who} at {address} wants to connect: see Pending")
+        }
         Event::PendingFolder {
             folder: f,
             label,
@@ -240,6 +279,19 @@ pub fn event_line(
         ),
         Event::ConfigChanged => "configuration changed".to_string(),
         Event::Log { message, .. } => message.clone(),
+    }
+}
+
+/// An event worded with the names the dashboard knows now.
+pub fn event_text(app: &super::app::App, e: &Event) -> String {
+    event_line(e, &|f| app.folder_label(f), &|d| app.device_name(d))
+}
+
+/// A log line's words.
+pub fn log_text(app: &super::app::App, l: &super::app::LogLine) -> String {
+    match &l.text {
+        super::app::LogText::Plain(s) => s.clone(),
+        super::app::LogText::Event(e) => event_text(app, e),
     }
 }
 
@@ -254,6 +306,10 @@ pub const NOTHING_SELECTED: &str = "Nothing selected.";
 pub const NOBODY_TO_SHARE_WITH: &str =
     "Every trusted device has this folder already; add a device first (a on Devices).";
 pub const REFRESH_FAILED: &str = "cannot read the service's state";
+
+pub fn refresh_failed(why: &str) -> String {
+    format!("{REFRESH_FAILED}: {why}")
+}
 
 pub fn sent(what: &str) -> String {
     format!("{what}…")
@@ -329,8 +385,6 @@ pub fn confirm_remove_device(name: &str) -> String {
 pub const DLG_ADD_DEVICE: &str = " Add a device ";
 pub const DLG_ADD_FOLDER: &str = " Add a folder ";
 pub const DLG_RENAME: &str = " Rename device ";
-pub const DLG_SHARE: &str = " Share folder ";
-pub const DLG_MODE: &str = " Folder mode ";
 pub const DLG_ACCEPT_FOLDER: &str = " Accept offered folder ";
 pub const DLG_CONFIRM: &str = " Are you sure? ";
 pub const DLG_HELP: &str = " Keys ";
@@ -347,8 +401,8 @@ pub const FIELD_ACCEPT_PATH: &str = "Where to keep it (created where missing)";
 pub const ID_EMPTY: &str = "Waiting for an ID: 8 groups of 7 letters and digits.";
 pub const NO_TRUSTED_DEVICES: &str = "no trusted device yet (add one first)";
 pub const PATH_REQUIRED: &str = "A path is needed.";
-pub const NAME_REQUIRED: &str = "A name is needed.";
 pub const DIALOG_KEYS: &str = "Enter: confirm · Tab: next field · Esc: cancel";
+pub const FIELD_KEYS: &str = "Enter: confirm · Esc: cancel";
 pub const LIST_KEYS: &str = "↑↓: choose · Enter: confirm · Esc: cancel";
 pub const SHARE_PROMPT: &str = "With which device?";
 pub const QR_TOO_SMALL: &str = "Make the terminal larger to show the QR code.";

@@ -6,8 +6,9 @@
 //! with plain values.
 
 use super::app::{
-    AddDevice, AddFolder, App, Choice, DeviceField, Dialog, FileChange, FolderField, Input, Level,
-    LinkState, MODES, Notice, Overlay, PendingItem, RECENT_PER_FOLDER, Screen, Snapshot, short,
+    AddDevice, AddFolder, App, Choice, Conflict, Conflicts, DeviceField, Dialog, FileChange,
+    FolderField, Input, Level, LinkState, LogText, MODES, Notice, Overlay, PendingItem,
+    RECENT_PER_FOLDER, Screen, Snapshot, short,
 };
 use super::keys::{self, Command, Scope};
 use super::text;
@@ -37,6 +38,8 @@ pub enum Action {
         what: String,
         result: Result<(), String>,
     },
+    /// The answer to [`Effect::LoadConflicts`].
+    Conflicts(Result<Vec<Conflict>, String>),
     /// The event subscription is (again) established.
     LinkUp,
     /// The event subscription broke (why).
@@ -50,9 +53,14 @@ pub enum Action {
 pub enum Effect {
     /// Re-read status, folders, devices and pending (coalesced and rate-limited).
     Refresh,
+    /// Read the conflict copies; they come back as [`Action::Conflicts`].
+    LoadConflicts,
     /// Send one request; its answer comes back as [`Action::Done`] naming `what`.
     Call { what: String, request: Request },
 }
+
+/// What names a conflict copy (`NAME.sync-conflict-DATE-TIME-DEVICE.EXT`).
+const CONFLICT_MARK: &str = ".sync-conflict-";
 
 /// Lines a page key moves.
 const PAGE: usize = 10;
@@ -77,6 +85,9 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::RefreshFailed(why) => {
+            if app.link != LinkState::Down(why.clone()) {
+                app.push_log(Level::Warn, LogText::Plain(text::refresh_failed(&why)));
+            }
             app.link = LinkState::Down(why);
             Vec::new()
         }
@@ -93,9 +104,16 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 },
             });
             if let Err(e) = result {
-                app.push_log(Level::Error, text::failed(&what, &e));
+                app.push_log(Level::Error, LogText::Plain(text::failed(&what, &e)));
             }
             vec![Effect::Refresh]
+        }
+        Action::Conflicts(result) => {
+            app.conflicts = match result {
+                Ok(list) => Conflicts::Loaded(list),
+                Err(e) => Conflicts::Unavailable(e),
+            };
+            Vec::new()
         }
         Action::LinkUp => {
             app.link = LinkState::Up;
@@ -103,7 +121,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::LinkDown(why) => {
             if app.link != LinkState::Down(why.clone()) {
-                app.push_log(Level::Warn, text::link_down(&why));
+                app.push_log(Level::Warn, LogText::Plain(text::link_down(&why)));
             }
             app.link = LinkState::Down(why);
             Vec::new()
@@ -135,10 +153,16 @@ fn on_key(app: &mut App, key: &KeyEvent) -> Vec<Effect> {
         }
         None => {}
     }
-    match keys::lookup(Scope::Screen(app.screen), key) {
+    let before = app.screen;
+    let mut effects = match keys::lookup(Scope::Screen(app.screen), key) {
         Some(cmd) => command(app, cmd),
         None => Vec::new(),
+    };
+    // The conflict list walks the whole index: read it when it is looked at.
+    if app.screen == Screen::Events && before != Screen::Events {
+        effects.push(Effect::LoadConflicts);
     }
+    effects
 }
 
 /// Sends a request, saying so in the status bar.
@@ -460,7 +484,7 @@ pub fn default_folder_path(label: &str) -> String {
         .map(|c| if c == '/' || c == '\0' { '_' } else { c })
         .collect();
     let safe = if safe.is_empty() || safe == "." || safe == ".." {
-        "folder".to_string()
+        text::DEFAULT_FOLDER_NAME.to_string()
     } else {
         safe
     };
@@ -793,16 +817,26 @@ fn checked(app: &App, d: &mut Dialog) -> Option<(String, Request)> {
 
 fn on_event(app: &mut App, e: Event) -> Vec<Effect> {
     let mut level = Level::Info;
+    let mut quiet = false;
+    let mut conflict = false;
     match &e {
         Event::FolderState {
             folder,
             state,
             error,
         } => {
+            let mut before = String::new();
             if let Some(f) = app.status.folders.iter_mut().find(|f| f.id == *folder) {
-                f.state = state.clone();
+                before = std::mem::replace(&mut f.state, state.clone());
                 f.error = error.clone();
             }
+            // Scans and pulls come and go all the time: the tables show them; the log
+            // keeps what needs a look (errors, pauses, and getting over them).
+            quiet = match state.as_str() {
+                "scanning" | "syncing" => error.is_none(),
+                "idle" => error.is_none() && !matches!(before.as_str(), "error" | "paused"),
+                _ => false,
+            };
             if state != "scanning" {
                 app.scans.remove(folder);
             }
@@ -862,13 +896,18 @@ fn on_event(app: &mut App, e: Event) -> Vec<Effect> {
                 deleted: *deleted,
             });
             list.truncate(RECENT_PER_FOLDER);
+            if name.contains(CONFLICT_MARK) {
+                conflict = true;
+            }
         }
         Event::PendingDevice {
             device,
             name,
             address,
         } => {
-            if !app.pending.devices.iter().any(|d| d.id == *device) {
+            // A device keeps knocking while it is not trusted: say so once.
+            quiet = app.pending.devices.iter().any(|d| d.id == *device);
+            if !quiet {
                 app.pending.devices.insert(
                     0,
                     PendingDevice {
@@ -902,15 +941,21 @@ fn on_event(app: &mut App, e: Event) -> Vec<Effect> {
         Event::ConfigChanged => {}
         Event::Log { level: l, .. } => level = Level::parse(l),
     }
-    let line = text::event_line(&e, &|f| app.folder_label(f), &|d| app.device_name(d));
-    app.push_log(level, line);
+    let mut effects = vec![Effect::Refresh];
+    if conflict {
+        effects.push(Effect::LoadConflicts);
+    }
+    if quiet {
+        return effects;
+    }
     if matches!(e, Event::PendingDevice { .. } | Event::PendingFolder { .. }) {
         app.notice = Some(Notice {
             error: false,
-            text: app.log.back().map(|l| l.text.clone()).unwrap_or_default(),
+            text: text::event_text(app, &e),
         });
     }
-    vec![Effect::Refresh]
+    app.push_log(level, LogText::Event(e));
+    effects
 }
 
 fn apply_snapshot(app: &mut App, s: Snapshot) {
@@ -932,6 +977,21 @@ fn apply_snapshot(app: &mut App, s: Snapshot) {
             .iter()
             .any(|f| f.id == *id && f.state == "scanning")
     });
+    // An open add-folder dialog lists the devices trusted now (ticks kept).
+    if let Some(Overlay::Dialog(Dialog::AddFolder(f))) = &mut app.overlay {
+        f.share
+            .retain(|c| s.status.devices.iter().any(|d| d.id == c.id));
+        for d in &s.status.devices {
+            if !f.share.iter().any(|c| c.id == d.id) {
+                f.share.push(Choice {
+                    id: d.id.clone(),
+                    name: d.name.clone(),
+                    ticked: false,
+                });
+            }
+        }
+        f.cursor = f.cursor.min(f.share.len().saturating_sub(1));
+    }
     app.status = s.status;
     app.folder_conf = s.folders;
     app.device_conf = s.devices;
@@ -1202,7 +1262,8 @@ mod tests {
             }),
         );
         assert_eq!(app.changes["docs-7f3k2"][0].name, "a/b.txt");
-        assert!(app.log.back().expect("logged").text.contains("laptop"));
+        let line = app.log.back().expect("logged");
+        assert!(text::log_text(&app, line).contains("laptop"));
         let dev = app.status.devices[0].id.clone();
         update(
             &mut app,
@@ -1212,6 +1273,72 @@ mod tests {
             }),
         );
         assert!(!app.status.devices[0].connected);
+    }
+
+    #[test]
+    fn an_open_add_folder_dialog_follows_the_trusted_devices() {
+        let mut app = App::new(ServiceKind::Embedded, String::new(), None);
+        press(&mut app, KeyCode::Char('n'));
+        let Dialog::AddFolder(f) = dialog(&app) else {
+            panic!("no dialog")
+        };
+        assert!(f.share.is_empty());
+        let snap = sample::snapshot(std::time::Instant::now());
+        update(&mut app, Action::Snapshot(Box::new(snap)));
+        let Dialog::AddFolder(f) = dialog(&app) else {
+            panic!("dialog closed")
+        };
+        assert_eq!(f.share.len(), 3);
+    }
+
+    #[test]
+    fn the_log_keeps_what_matters_and_folds_repeats() {
+        let mut app = App::new(ServiceKind::Embedded, String::new(), None);
+        let state = |s: &str| {
+            Action::Event(Event::FolderState {
+                folder: "f".into(),
+                state: s.into(),
+                error: None,
+            })
+        };
+        app.status.folders.push(crate::tui::app::FolderStatus {
+            id: "f".into(),
+            state: "idle".into(),
+            ..Default::default()
+        });
+        for s in ["scanning", "idle", "syncing", "idle"] {
+            update(&mut app, state(s));
+        }
+        assert!(app.log.is_empty(), "{:?}", app.log);
+        update(&mut app, state("paused"));
+        update(&mut app, state("idle"));
+        assert_eq!(app.log.len(), 2);
+        for _ in 0..3 {
+            for e in [
+                Event::DeviceConnected {
+                    device: "D".into(),
+                    address: "a".into(),
+                },
+                Event::DeviceDisconnected {
+                    device: "D".into(),
+                    reason: "not trusted".into(),
+                },
+            ] {
+                update(&mut app, Action::Event(e));
+            }
+        }
+        assert_eq!(app.log.len(), 4);
+        assert_eq!(app.log.back().map(|l| l.repeats), Some(3));
+    }
+
+    #[test]
+    fn opening_the_events_screen_reads_the_conflicts() {
+        let mut app = sample::app();
+        assert!(press(&mut app, KeyCode::Char('4')).is_empty());
+        assert_eq!(press(&mut app, KeyCode::Tab), vec![Effect::LoadConflicts]);
+        assert!(press(&mut app, KeyCode::Char('5')).is_empty());
+        update(&mut app, Action::Conflicts(Err("bad request".into())));
+        assert!(matches!(app.conflicts, Conflicts::Unavailable(_)));
     }
 
     #[test]

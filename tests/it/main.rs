@@ -7,3 +7,4 @@ mod safety;
 mod scan;
 mod serve;
 mod sync;
+mod tui;
