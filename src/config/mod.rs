@@ -598,6 +598,15 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example");
+        let c = Config::parse(&text, &path).expect("parses");
+        c.validate(None, &[]).expect("valid");
+        assert_eq!(c.folders[0].versioning, Versioning::Trash { days: 30 });
+    }
+
+    #[test]
     fn random_folder_ids_are_valid() {
         let id = random_folder_id();
         assert_eq!(id.len(), 11);
