@@ -29,10 +29,10 @@ pub const AVG_BLOCK: usize = 32 * 1024;
 pub const MAX_BLOCK: usize = 128 * 1024;
 
 /// Bytes read per round (a hasher holds two buffers of this size). Measured on the 2-core
-/// reference machine with `benches/chunk.rs`: 1 MiB and 2 MiB hash four 256 MiB files
-/// alike (~3.2 GB/s), but one large file at 1.8 vs 2.4 GB/s, the pipeline's rounds being
-/// longer; from 4 MiB on, the buffers no longer fit in the cores' L2 caches and throughput
-/// falls. Must be at least 2 × MAX_BLOCK so every full buffer yields a block.
+/// reference machine with `benches/chunk.rs`: 1 and 2 MiB hash four 256 MiB files alike
+/// (3.2–3.3 GB/s), but one large file at 1.8–2.2 vs 2.3–2.4 GB/s (longer rounds waste less
+/// of the pipeline); 4 MiB was no faster and holds twice the memory. Must be at least
+/// 2 × MAX_BLOCK so every full buffer yields a block.
 pub const READ_BUFFER: usize = 2 << 20;
 
 /// Below this many blocks in a buffer, hashing them on the calling thread is cheaper than
