@@ -21,7 +21,8 @@
 //! - `--batch KiB`: the writer's batch target (256);
 //! - `--rbuf KiB`: the TLS receiver's read buffer (64);
 //! - `--tcp-buf KiB`: a `BufReader` of that size between the receiver's socket and TLS
-//!   (none: rustls reads at most 4 KiB per call, so one `recv` per 4 KiB);
+//!   (256, as `net::socket_reader`; 0 for none: rustls then reads at most 4 KiB per call,
+//!   one `recv` per 4 KiB);
 //! - `--outbox`: blocks made as `sync::serve` makes them, a fresh `Vec` each, queued in a
 //!   bounded channel of 256 (`net::OUTBOX`) that the writer drains with `try_recv`;
 //! - `--bare`: TLS alone, no Shoal framing: 128 KiB plaintext writes, reads counted.
@@ -72,7 +73,7 @@ impl Opts {
             reps: 5,
             batch: DEFAULT_BATCH,
             rbuf: DEFAULT_RBUF,
-            tcp_buf: 0,
+            tcp_buf: 256 << 10, // as `net::socket_reader` does
             outbox: false,
             bare: false,
         };
@@ -450,6 +451,11 @@ fn medians(v: &[Sample]) -> Sample {
 fn main() {
     let o = Opts::parse();
     let total = o.mib * MIB;
+    // Other work on the machine takes CPU from both ends: the results say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -494,8 +500,8 @@ fn main() {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let date = time::OffsetDateTime::now_utc().date();
     let mut md = format!(
-        "TLS throughput benchmark, {date}, nproc {nproc}, loopback, tokio multi-thread \
-         runtime with 2 workers.\n\n\
+        "TLS throughput benchmark, {date}, nproc {nproc}, load average {load} at the start, \
+         loopback, tokio multi-thread runtime with 2 workers.\n\n\
          Command: `{}`\n\n\
          {} MiB per transfer, {} repetitions alternating raw TCP and Shoal TLS (after an \
          unreported warm-up of each). MB/s: 10^6 payload bytes per second, from connect to \
