@@ -398,8 +398,11 @@ fn stat_change(fs: &FolderFs, remote: &FileInfo) -> io::Result<LocalChange> {
 fn disk_matches(fs: &FolderFs, local: Option<&FileInfo>, name: &str) -> bool {
     let st = match fs.lstat(name) {
         Ok(st) => st,
-        // A path through a file or symlink: something unscanned is in the way.
-        Err(_) => return false,
+        // A path through a file or a symlink (never followed: invariant 3), or unreadable.
+        Err(e) => {
+            warn!(%name, error = %e, "refused: the path goes through a symlink or a file inside the folder, or cannot be read");
+            return false;
+        }
     };
     let Some(st) = st else {
         // Nothing on disk: fine when the index agrees (no entry, or a tombstone), and
