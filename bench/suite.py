@@ -1112,9 +1112,12 @@ def ref_delta(cfg, work, out, cases):
                         shutil.copyfileobj(s, f, 4 * MiB)
             sync_all()
             w, rss, cpu, text = timed(["rsync", *flags, "--stats", f"{d}/src/", f"{d}/dst/"])
+            ws, _, _, _ = timed(["sync"])
             sent, recv = rsync_stats(text)
             out.setdefault(case, {}).setdefault(label, []).append(
                 {"wall": w, "rss": rss, "cpu": cpu, "a2b": sent, "b2a": recv})
+            out[case].setdefault(label + " + sync", []).append(
+                {"wall": w + ws, "rss": rss, "cpu": cpu, "a2b": sent, "b2a": recv})
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -1201,6 +1204,7 @@ def report(results, meta, cfg, cases, reps):
     out.append(f"- Run: `{meta['command']}`; {reps} repetition(s){' (--quick: smaller datasets)' if meta['quick'] else ''}; "
                f"took {meta['elapsed'] / 60:.1f} min; load average at start {meta['load0']}, at end {meta['load1']}")
     out.append(f"- Datasets: {meta['datasets']}")
+    out.append(f"- Written to: {meta['fs']}")
     out.append("- Times: from A's service start (L, S, text) or from the change on A (D1, D2, R, P) until B "
                "equals A by names, types, sizes, symlink targets and BLAKE3 of every file. Ratios are taken "
                "within each repetition, then the median (min–max) over repetitions. Wire: the tool's own "
@@ -1244,8 +1248,7 @@ def report(results, meta, cfg, cases, reps):
 
         order = ["shoal", "syncthing", "cp -r", "cp -r + sync", "rsync -a", "rsync -a + sync",
                  "rsync -az", "rsync -az + sync", "b3sum --num-threads 2"]
-        title = {"L": f"L: {meta['L']}, initial sync", "S": f"S: {meta['S']}, initial sync",
-                 "text": f"text: {meta['text']}, initial sync"}[case]
+        title = f"{case}: {meta.get(case)}, initial sync"
         sections.append(f"## {title}\n")
         sections += case_table(case, R, order, ref_cp, ref_rs, vf)
         sections.append("")
@@ -1290,7 +1293,8 @@ def report(results, meta, cfg, cases, reps):
             verdicts[case] = ok
             return TARGETS[case], "; ".join(parts)
 
-        order = ["shoal", "syncthing", "syncthing rescan", "rsync -a --no-whole-file", "rsync -a"]
+        order = ["shoal", "syncthing", "syncthing rescan", "rsync -a --no-whole-file",
+                 "rsync -a --no-whole-file + sync", "rsync -a", "rsync -a + sync"]
         title = {"D1": f"D1: 1 MiB overwritten in the middle of a synced {cfg['l_size'] // MiB} MiB file",
                  "D2": f"D2: one byte inserted at the start of a synced {cfg['l_size'] // MiB} MiB file",
                  "R": f"R: a synced {cfg['r_size'] // MiB} MiB file renamed into another directory"}[case]
@@ -1392,6 +1396,76 @@ def ensure_tools():
             subprocess.run(["apt-get", "install", "-y", *need], check=True)
 
 
+class Scratch:
+    """Where the run writes. By default a fresh journaled ext4 file system on a loop device
+    (direct I/O onto a sparse file of the root file system), mounted for the run and removed
+    after it: the same for every run, and free of the history of the machine's own file
+    system. (This machine's root is ext4 mounted without a journal; there the kernel skips
+    inodes freed in the last 1-6 minutes when it allocates new ones, walking past every one
+    of them, so creating files right after deleting many costs up to 10x more system time:
+    `cp -r` of 20,000 small files took 0.7 s or 8.8 s depending on what had been deleted
+    just before.) With --fs dir, or when mounting fails, a directory under bench/work/."""
+
+    def __init__(self, kind):
+        self.kind, self.img, self.loop, self.mnt = kind, None, None, None
+        self.base = Path(tempfile.mkdtemp(prefix="suite-run-", dir=WORK))
+        self.dir = self.base
+        self.desc = "a directory of the root file system (" + fs_desc(WORK) + ")"
+        if kind == "loop":
+            try:
+                self.img = self.base / "fs.img"
+                with open(self.img, "wb") as f:
+                    f.truncate(40 << 30)
+                subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+                                str(self.img)], check=True, capture_output=True)
+                self.loop = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(self.img)],
+                                           check=True, capture_output=True, text=True).stdout.strip()
+                self.mnt = self.base / "mnt"
+                self.mnt.mkdir()
+                subprocess.run(["mount", self.loop, str(self.mnt)], check=True, capture_output=True)
+                self.dir = self.mnt / "run"
+                self.dir.mkdir()
+                self.desc = ("a fresh ext4 file system (journal, ordered data; mkfs defaults) on a loop "
+                             "device with direct I/O, backed by a sparse file of the root file system ("
+                             + fs_desc(WORK) + ")")
+            except (subprocess.CalledProcessError, OSError) as e:
+                err = getattr(e, "stderr", "") or str(e)
+                note(f"could not mount a scratch file system ({err.strip()[:200]}); writing to a "
+                     f"directory of the root file system instead")
+                self.close_mount()
+                self.dir = self.base
+
+    def close_mount(self):
+        if self.mnt is not None and os.path.ismount(self.mnt):
+            for _ in range(20):
+                if subprocess.run(["umount", str(self.mnt)], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.5)
+        if self.loop:
+            subprocess.run(["losetup", "-d", self.loop], capture_output=True)
+            self.loop = None
+        self.mnt = None
+
+    def close(self):
+        self.close_mount()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def fs_desc(path):
+    fs = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
+    journal = ""
+    try:
+        dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5).stdout
+        dev = subprocess.run(["findmnt", "-no", "SOURCE", "-T", str(path)], capture_output=True, text=True).stdout.strip()
+        name = os.path.basename(dev)
+        for line in dmesg.splitlines():
+            if f"EXT4-fs ({name}): mounted" in line:
+                journal = ", without journal" if "without journal" in line else ", with journal"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return f"{fs}{journal}"
+
+
 def machine():
     mem = 0
     with open("/proc/meminfo") as f:
@@ -1407,8 +1481,7 @@ def machine():
                     break
     except OSError:
         pass
-    fs = subprocess.run(["df", "-T", str(WORK)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
-    return f"{os.cpu_count()} cores ({cpu}), {mem / (1 << 30):.1f} GiB RAM, {fs} ({platform.release()})"
+    return f"{os.cpu_count()} cores ({cpu}), {mem / (1 << 30):.1f} GiB RAM, Linux {platform.release()}"
 
 
 def main():
@@ -1418,6 +1491,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one repetition on smaller datasets (smoke test)")
     ap.add_argument("--out", default=str(RESULTS), help="Markdown file to write")
     ap.add_argument("--tools", default="shoal,syncthing", help="which tools to run (default both)")
+    ap.add_argument("--fs", choices=["loop", "dir"], default="loop",
+                    help="write on a fresh ext4 on a loop device (default) or in a directory under bench/work")
     args = ap.parse_args()
     cases = set(c.strip() for c in args.cases.split(",") if c.strip())
     bad = cases - set(ALL_CASES)
@@ -1435,7 +1510,9 @@ def main():
     ensure_tools()
     say("building shoal (release)")
     subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="suite-run-", dir=WORK))
+    DATA.mkdir(parents=True, exist_ok=True)
+    scratch = Scratch(args.fs)
+    run_dir = scratch.dir
     # a private copy of the binary: other work may rebuild target/ while the suite runs
     shoal_bin = run_dir / "shoal"
     shutil.copy2(ROOT / "target" / "release" / "shoal", shoal_bin)
@@ -1454,6 +1531,7 @@ def main():
         "command": "python3 bench/suite.py " + " ".join(sys.argv[1:]),
         "quick": args.quick,
         "load0": open("/proc/loadavg").read().split()[:3],
+        "fs": scratch.desc,
     }
     results = {}
     try:
@@ -1470,7 +1548,12 @@ def main():
         ds = [f"L {meta['L']}", f"S {meta['S']}", f"R {cfg['r_size'] // MiB} MiB"]
         if T:
             n, b = tree_stats(T)
-            meta["text"] = f"a copy of {tsrc} ({n:,} files, {b / MiB:.0f} MiB)"
+            m = Manifest.of(T)
+            uniq = {}
+            for r, h in m.hashes.items():
+                uniq[h] = m.shape[r][1]
+            meta["text"] = (f"a copy of {tsrc} ({n:,} files, {b / MiB:.1f} MiB; {sum(uniq.values()) / MiB:.1f} MiB "
+                            f"of distinct file contents, the rest whole-file duplicates)")
             ds.append(f"text {meta['text']}")
         meta["datasets"] = "; ".join(ds) + " (generated once under bench/work/suite/, page cache warm)"
         for rep in range(reps):
@@ -1493,9 +1576,12 @@ def main():
                     text_session(tool, rep, cfg, run_dir, shoal_bin, results)
     finally:
         stop_all()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        scratch.close()
     meta["elapsed"] = time.time() - started
     meta["load1"] = open("/proc/loadavg").read().split()[:3]
+    raw = WORK / "suite-last.json"
+    raw.write_text(json.dumps({"meta": meta, "results": results}))
+    say(f"raw figures in {raw}")
     text = report(results, meta, cfg, cases, reps)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
