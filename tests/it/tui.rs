@@ -158,14 +158,26 @@ fn tui_pairs_shares_and_shows_a_synced_file_by_keystrokes() {
     tui.keys(&["Enter"]);
     tui.expect(&["Adding device beta: done"], wait);
 
-    // B hears A knock and accepts it from its command line.
+    // B hears A knock; B's own dashboard (attached to B's service) accepts it by keys.
     assert!(
         wait_until(wait, || pending(&b)["devices"]
             .as_array()
             .is_some_and(|d| d.iter().any(|d| d["id"] == ida.as_str()))),
         "A never showed up in B's pending list"
     );
-    b.run(&["accept", "device", &ida]).ok();
+    let tui_b = Tmux::start(
+        &b.path("tmux.sock"),
+        &format!("shoal-tui-b-{}", std::process::id()),
+        &format!(
+            "'{BIN}' --home '{}' tui; echo TUI-EXITED $?; sleep 60",
+            b.home().display()
+        ),
+    );
+    tui_b.expect(&["attached", "beta"], wait);
+    tui_b.keys(&["4"]);
+    tui_b.expect(&["alpha"], wait);
+    tui_b.keys(&["Enter"]);
+    tui_b.expect(&["Trusting alpha: done"], wait);
     // The Overview's device table (not the event log) says so.
     tui.expect(&[&format!("connected  {}", &idb[..7])], wait);
 
@@ -178,7 +190,7 @@ fn tui_pairs_shares_and_shows_a_synced_file_by_keystrokes() {
     tui.keys(&["Enter"]);
     tui.expect(&["Adding folder fa: done"], wait);
 
-    // B accepts the offer from its command line.
+    // B accepts the offer by keys too: the offer is the only pending entry now.
     let mut folder = String::new();
     assert!(
         wait_until(wait, || {
@@ -191,14 +203,18 @@ fn tui_pairs_shares_and_shows_a_synced_file_by_keystrokes() {
         "the folder was never offered to B"
     );
     let fb = b.path("fb");
-    b.run(&[
-        "accept",
-        "folder",
-        &folder,
-        "--path",
-        fb.to_str().expect("utf8"),
-    ])
-    .ok();
+    tui_b.expect(&["fa"], wait);
+    tui_b.keys(&["Enter"]);
+    tui_b.expect(&["Accept offered folder"], wait);
+    tui_b.keys(&["C-u"]);
+    tui_b.text(fb.to_str().expect("utf8"));
+    tui_b.keys(&["Enter"]);
+    tui_b.expect(&["Adding offered folder"], wait);
+    assert!(
+        wait_until(wait, || b.run(&["folder", "ls", "--json"]).json()[0]["id"]
+            == folder.as_str()),
+        "B's dashboard did not add the offered folder"
+    );
     // No restart: accepting the folder while connected starts the index exchange both ways.
 
     // A file written on A arrives on B.
