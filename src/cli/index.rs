@@ -52,7 +52,16 @@ pub fn open_reader(ctx: &Context) -> anyhow::Result<crate::db::Reader> {
     if !path.exists() {
         drop(open_db(ctx)?);
     }
-    Ok(crate::db::Reader::open(&path)?)
+    // A service starting at this moment may hold the new database for its migration.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match crate::db::Reader::open(&path) {
+            Err(crate::db::DbError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Opens the home's index.

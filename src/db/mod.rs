@@ -229,7 +229,17 @@ impl Db {
     /// Opens (creating or migrating) the index at `path` for the local device `local`,
     /// checks it, and starts the writer thread.
     pub fn open(path: &Path, local: DeviceId) -> Result<Db, DbError> {
-        let conn = open_writer(path, local).map_err(|e| e.at(path))?;
+        // Another process creating or migrating the same new database holds it for a
+        // moment (some pragmas don't wait on the busy handler): retry briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let conn = loop {
+            match open_writer(path, local).map_err(|e| e.at(path)) {
+                Err(DbError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let (commands, receiver) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("shoal-db-writer".into())
