@@ -65,10 +65,16 @@ pub fn tree(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
             if name == ".shoal" || name.ends_with("/.shoal") {
                 continue;
             }
-            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            // A running service may rename or remove an entry between the listing and
+            // this look (a temp file put in place): such an entry is simply not there.
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             let mode = md.permissions().mode() & 0o7777;
             if md.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).expect("readlink");
+                let Ok(t) = std::fs::read_link(&p) else {
+                    continue;
+                };
                 out.insert(
                     name,
                     ("link".into(), 0, t.to_string_lossy().as_bytes().to_vec()),
@@ -77,10 +83,10 @@ pub fn tree(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
                 out.insert(name, ("dir".into(), mode, Vec::new()));
                 walk(root, &p, out);
             } else {
-                out.insert(
-                    name,
-                    ("file".into(), mode, std::fs::read(&p).expect("read")),
-                );
+                let Ok(data) = std::fs::read(&p) else {
+                    continue;
+                };
+                out.insert(name, ("file".into(), mode, data));
             }
         }
     }
