@@ -1506,6 +1506,7 @@ def main():
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
 
     ensure_tools()
     say("building shoal (release)")
@@ -1516,6 +1517,8 @@ def main():
     # a private copy of the binary: other work may rebuild target/ while the suite runs
     shoal_bin = run_dir / "shoal"
     shutil.copy2(ROOT / "target" / "release" / "shoal", shoal_bin)
+    if os.environ.get("SHOAL_BENCH_BIN"):  # e.g. to profile with perf, which wants the file kept
+        shoal_bin = Path(os.environ["SHOAL_BENCH_BIN"])
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml", "Cargo.lock"],
                            cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -1528,7 +1531,7 @@ def main():
             subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.splitlines()[0].split("  ")[0],
             subprocess.run(["b3sum", "--version"], capture_output=True, text=True).stdout.strip(),
             subprocess.run(["cp", "--version"], capture_output=True, text=True).stdout.splitlines()[0]) if x),
-        "command": "python3 bench/suite.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python3 bench/suite.py", *sys.argv[1:]]),
         "quick": args.quick,
         "load0": open("/proc/loadavg").read().split()[:3],
         "fs": scratch.desc,
