@@ -55,23 +55,8 @@ fn local_loses(local: &FileInfo, remote: &FileInfo) -> bool {
 
 /// The conflict copy's name for `name`, made now by `short_id`.
 pub fn copy_name(name: &str, short_id: &str, now: time::OffsetDateTime) -> String {
-    let (dir, base) = match name.rsplit_once('/') {
-        Some((d, b)) => (Some(d), b),
-        None => (None, name),
-    };
-    let (stem, ext) = match base.rfind('.') {
-        Some(i) if i > 0 => (&base[..i], &base[i..]),
-        _ => (base, ""),
-    };
-    let stamp = format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let (dir, stem, ext) = super::split_name(name);
+    let stamp = super::stamp(now);
     let file = format!("{stem}{CONFLICT_MARK}{stamp}-{short_id}{ext}");
     match dir {
         Some(d) => format!("{d}/{file}"),

@@ -47,6 +47,33 @@ pub struct ConnSync {
     pub peer_cc: Mutex<Option<crate::protocol::ClusterConfig>>,
 }
 
+/// A name's parts for names Shoal derives from it (conflict copies, kept versions): the
+/// directory, the stem and the extension (with its dot; none for `.bashrc`).
+pub(crate) fn split_name(name: &str) -> (Option<&str>, &str, &str) {
+    let (dir, base) = match name.rsplit_once('/') {
+        Some((d, b)) => (Some(d), b),
+        None => (None, name),
+    };
+    let (stem, ext) = match base.rfind('.') {
+        Some(i) if i > 0 => (&base[..i], &base[i..]),
+        _ => (base, ""),
+    };
+    (dir, stem, ext)
+}
+
+/// `YYYYMMDD-HHMMSS` of a UTC time, as derived names carry it.
+pub(crate) fn stamp(now: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -16,23 +16,8 @@ pub const VERSIONS_DIR: &str = "versions";
 
 /// The name a version of `name` is kept under, relative to the folder root.
 pub fn version_name(name: &str, now: time::OffsetDateTime) -> String {
-    let (dir, base) = match name.rsplit_once('/') {
-        Some((d, b)) => (Some(d), b),
-        None => (None, name),
-    };
-    let (stem, ext) = match base.rfind('.') {
-        Some(i) if i > 0 => (&base[..i], &base[i..]),
-        _ => (base, ""),
-    };
-    let stamp = format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let (dir, stem, ext) = super::split_name(name);
+    let stamp = super::stamp(now);
     let file = format!("{stem}~{stamp}{ext}");
     match dir {
         Some(d) => format!("{MARKER_DIR}/{VERSIONS_DIR}/{d}/{file}"),
