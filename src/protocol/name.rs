@@ -3,8 +3,17 @@
 //!
 //! A name is checked as text only: this module never looks at a disk. Symlinks along a
 //! valid name are the writer's concern (it opens directories without following them).
+//!
+//! Names travel in Unicode NFC. A peer's name that is not NFC is refused, not normalised:
+//! a well-behaved peer normalises before sending (Shoal's scanner does), and normalising on
+//! receipt would let two different names from a peer land on one local file, while block
+//! requests would still have to use the peer's spelling.
+//!
+//! Shoal's own names (`.shoal/`, `.shoal-tmp-*`, the root `.shoalignore`) are refused in
+//! any letter case and normalisation ([`fold`]): on a case-insensitive file system
+//! (macOS, Windows) `.Shoal/x` is the marker directory itself.
 
-use unicode_normalization::is_nfc;
+use unicode_normalization::{UnicodeNormalization, is_nfc};
 
 /// Longest name, in bytes (Linux `PATH_MAX`).
 pub const MAX_NAME_LEN: usize = 4096;
@@ -71,18 +80,45 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
             "." => return Err(NameError::DotComponent(".")),
             ".." => return Err(NameError::DotComponent("..")),
             c if c.len() > MAX_COMPONENT_LEN => return Err(NameError::ComponentTooLong(c.len())),
-            c if i == 0 && c == MARKER_COMPONENT => return Err(NameError::Marker),
-            c if c.starts_with(TEMP_PREFIX) => return Err(NameError::TempName),
+            // Every reserved name starts with a dot, which has no other case or
+            // normalisation: only those components need folding.
+            c if c.starts_with('.') => {
+                let folded = fold(c);
+                if i == 0 && folded == MARKER_COMPONENT {
+                    return Err(NameError::Marker);
+                }
+                if folded.starts_with(TEMP_PREFIX) {
+                    return Err(NameError::TempName);
+                }
+                if i == 0 && !name.contains('/') && folded == IGNORE_FILE {
+                    return Err(NameError::IgnoreFile);
+                }
+            }
             _ => {}
         }
-    }
-    if name == IGNORE_FILE {
-        return Err(NameError::IgnoreFile);
     }
     if !is_nfc(name) {
         return Err(NameError::NotNfc);
     }
     Ok(())
+}
+
+/// A name's key for comparing names the way a case-insensitive, normalising file system
+/// does: NFC, every character upper-cased then lower-cased (so `ß`/`SS`, the Kelvin sign
+/// and the long s meet their ASCII forms), NFC again. Two names with the same key are one
+/// entry on such a file system. It is deliberately broad: an over-eager match is only
+/// reported as a clash, never written over.
+pub fn fold(name: &str) -> String {
+    name.nfc()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .nfc()
+        .collect()
+}
+
+/// `name` in NFC.
+pub fn to_nfc(name: &str) -> String {
+    name.nfc().collect()
 }
 
 #[cfg(test)]
@@ -98,6 +134,8 @@ mod tests {
             ".hidden/.x",
             "sub/.shoal",
             "sub/.shoalignore",
+            "sub/.SHOAL",
+            "sub/.ShoalIgnore",
             ".shoalx",
             "..a/b..",
             "a/...",
@@ -136,12 +174,31 @@ mod tests {
             ("a/.shoal-tmp-x.part".into(), NameError::TempName),
             (".shoalignore".into(), NameError::IgnoreFile),
             ("cafe\u{301}".into(), NameError::NotNfc),
+            // Shoal's own names in another case (the same entry on macOS or Windows).
+            (".Shoal/index".into(), NameError::Marker),
+            (".SHOAL".into(), NameError::Marker),
+            (".\u{17f}hoal/x".into(), NameError::Marker),
+            ("a/.Shoal-Tmp-x".into(), NameError::TempName),
+            (".ShoalIgnore".into(), NameError::IgnoreFile),
         ];
         for (name, want) in cases {
             let got = validate_name(&name);
             assert_eq!(got, Err(want.clone()), "{name:?}");
             assert!(!want.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn fold_matches_case_and_normalisation_variants() {
+        assert_eq!(fold("README.md"), fold("readme.md"));
+        assert_eq!(fold("Caf\u{e9}"), fold("cafe\u{301}"));
+        assert_eq!(fold("CAF\u{c9}"), fold("caf\u{e9}"));
+        assert_eq!(fold("stra\u{df}e"), fold("STRASSE"));
+        assert_eq!(fold("\u{212a}elvin"), fold("kelvin"));
+        assert_ne!(fold("a.txt"), fold("b.txt"));
+        assert_ne!(fold("caf\u{e9}"), fold("cafe"));
+        assert_eq!(to_nfc("cafe\u{301}"), "caf\u{e9}");
+        assert!(is_nfc(&fold("CAFE\u{301}")));
     }
 
     proptest! {

@@ -117,6 +117,64 @@ impl FolderFs {
         Ok(())
     }
 
+    /// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing anything
+    /// at `to`. Where the file system has no `RENAME_NOREPLACE` (FUSE, some network file
+    /// systems), `to` is checked first instead.
+    pub fn rename_noreplace(&self, from: &str, to: &str) -> io::Result<()> {
+        let (fd_dir, fb) = self.parent(from)?;
+        let (td_dir, tb) = self.parent(to)?;
+        match rustix::fs::renameat_with(
+            fd_dir.as_fd(),
+            fb.as_str(),
+            td_dir.as_fd(),
+            tb.as_str(),
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                match rustix::fs::statat(td_dir.as_fd(), tb.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(_) => Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "the new name exists",
+                    )),
+                    Err(rustix::io::Errno::NOENT) => {
+                        rustix::fs::renameat(
+                            fd_dir.as_fd(),
+                            fb.as_str(),
+                            td_dir.as_fd(),
+                            tb.as_str(),
+                        )?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The entries of directory `dir` ("" for the root), without `.` and `..`; names that
+    /// are not UTF-8 are left out.
+    pub fn list_dir(&self, dir: &str) -> io::Result<Vec<String>> {
+        let fd = if dir.is_empty() {
+            rustix::fs::openat(self.root.as_fd(), ".", dir_flags(), Mode::empty())?
+        } else {
+            let (parent, base) = self.parent(dir)?;
+            rustix::fs::openat(parent.as_fd(), base.as_str(), dir_flags(), Mode::empty())?
+        };
+        let mut out = Vec::new();
+        for entry in rustix::fs::Dir::new(fd)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name != "." && name != ".." {
+                out.push(name.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     pub fn mkdir(&self, name: &str, mode: u32) -> io::Result<()> {
         let (dir, base) = self.parent(name)?;
         match rustix::fs::mkdirat(

@@ -12,10 +12,13 @@
 //!   verifying the data against the index before it leaves.
 //! - [`fsops`]: every write inside a folder goes through directory handles that never
 //!   follow symlinks.
+//! - [`names`]: case-insensitive and normalising file systems: the probe, name clashes,
+//!   case-only renames.
 
 pub mod conflict;
 pub mod fsops;
 pub mod index;
+pub mod names;
 pub mod pull;
 pub mod serve;
 pub mod versions;
