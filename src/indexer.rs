@@ -7,7 +7,11 @@
 
 use crate::config::{FolderConfig, MARKER_DIR};
 use crate::db::Db;
+use crate::protocol::name::to_nfc;
 use crate::scan::{self, Progress, ScanRequest, ScanSummary};
+use crate::sync::fsops::FolderFs;
+use crate::sync::names::FsCaps;
+use tracing::info;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +54,83 @@ pub fn check_marker(folder: &FolderConfig) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// Scans `folder` (or just `only`, relative paths within it) into the index.
+/// Scans `folder` (or just `only`, relative paths within it) into the index. `caps` says
+/// how its file system compares names (`sync::names::probe`). Names found in NFD on a
+/// file system that does not normalise are renamed to NFC (never over an existing name)
+/// and scanned under it; one whose NFC spelling exists too is reported in the errors.
 pub fn index_folder(
     db: &Db,
     folder: &FolderConfig,
+    caps: FsCaps,
+    only: Option<&[String]>,
+    progress: &(dyn Fn(&Progress) + Sync),
+    mut changed: Option<&mut Vec<crate::protocol::FileInfo>>,
+) -> Result<ScanSummary, IndexError> {
+    let mut summary = scan_into(db, folder, caps, only, progress, changed.as_deref_mut())?;
+    if summary.not_nfc.is_empty() {
+        return Ok(summary);
+    }
+    let renamed = rename_to_nfc(folder, &summary.not_nfc, &mut summary.errors);
+    if !renamed.is_empty() {
+        let again = scan_into(db, folder, caps, Some(&renamed), progress, changed)?;
+        summary.files_seen += again.files_seen;
+        summary.changed += again.changed;
+        summary.deleted += again.deleted;
+        summary.bytes_hashed += again.bytes_hashed;
+        summary.errors.extend(again.errors);
+        summary.retry.extend(again.retry);
+        summary.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok(summary)
+}
+
+/// Renames each of `names` (NFC parents, a last component that is not) to NFC, never over
+/// an existing name; returns the new names. What cannot be renamed goes to `errors`.
+fn rename_to_nfc(
+    folder: &FolderConfig,
+    names: &[String],
+    errors: &mut Vec<scan::ScanError>,
+) -> Vec<String> {
+    let fs = match FolderFs::open(&folder.path) {
+        Ok(fs) => fs,
+        Err(e) => {
+            for n in names {
+                errors.push(scan::ScanError {
+                    path: n.clone(),
+                    message: format!("name is not in Unicode NFC form, and cannot be renamed: {e}"),
+                });
+            }
+            return Vec::new();
+        }
+    };
+    let mut renamed = Vec::new();
+    for name in names {
+        let nfc = to_nfc(name);
+        match fs.rename_noreplace(name, &nfc) {
+            Ok(()) => {
+                info!(folder = %folder.id, from = %name, to = %nfc, "renamed a name to Unicode NFC (names are synced in NFC)");
+                renamed.push(nfc);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                errors.push(scan::ScanError {
+                    path: name.clone(),
+                    message: "name is not in Unicode NFC form, and the same name in NFC exists too: rename or remove one of them".into(),
+                });
+            }
+            Err(e) => errors.push(scan::ScanError {
+                path: name.clone(),
+                message: format!("name is not in Unicode NFC form, and cannot be renamed to it: {e}"),
+            }),
+        }
+    }
+    renamed
+}
+
+/// One scan of `folder` (or `only`) into the index.
+fn scan_into(
+    db: &Db,
+    folder: &FolderConfig,
+    caps: FsCaps,
     only: Option<&[String]>,
     progress: &(dyn Fn(&Progress) + Sync),
     mut changed: Option<&mut Vec<crate::protocol::FileInfo>>,
@@ -64,6 +141,7 @@ pub fn index_folder(
         root: Path::new(&folder.path),
         prev: &prev,
         only,
+        caps,
     };
     let mut marker_lost = None;
     let mut sink = |batch: Vec<scan::LocalChange>| -> Result<(), IndexError> {

@@ -108,7 +108,8 @@ pub fn rescan(ctx: &Context, args: RescanArgs) -> anyhow::Result<()> {
             bar.set_position(p.bytes_hashed);
             bar.set_message(format!("{} files", p.files_seen));
         };
-        let result = index_folder(&db, folder, None, &report, None);
+        let caps = crate::sync::names::probe_logged(&folder.id, &folder.path);
+        let result = index_folder(&db, folder, caps, None, &report, None);
         bar.finish_and_clear();
         match result {
             Ok(summary) => {

@@ -14,12 +14,15 @@
 //!   (see [`Ignores`]). Shoal's own names are never indexed: the root `.shoalignore`, the
 //!   root `.shoal/` marker, any `.shoal-tmp-*` file ([`is_internal`]).
 //!
+//! Names are indexed in Unicode NFC only (peers compare names byte for byte). On a file
+//! system that normalises ([`ScanRequest::caps`]) a name found in NFD is indexed in NFC
+//! (the file system reaches it by either). On others it is not indexed but listed in
+//! [`ScanSummary::not_nfc`], for the indexer to rename it to NFC (see `sync::names`). On a
+//! case-insensitive file system a name is trusted only as a directory listing spells it.
+//!
 //! What is skipped and reported in [`ScanSummary::errors`] (the scan goes on):
-//! - names that are not valid UTF-8, and names not in Unicode NFC form ("name is not in
-//!   Unicode NFC form; rename it"). Peers compare names byte for byte, and a name that two
-//!   systems spell differently (macOS writes NFD) would become two files or a conflict; so
-//!   we ask the user to rename rather than silently sync a second spelling. A skipped
-//!   directory is skipped with everything in it;
+//! - names that are not valid UTF-8. A skipped directory is skipped with everything in
+//!   it;
 //! - FIFOs, sockets and device files;
 //! - files that cannot be opened or read, and directories that cannot be listed. What the
 //!   index holds under those names stays as it is: nothing there becomes a deletion.
@@ -88,6 +91,8 @@ pub struct ScanRequest<'a> {
     /// deletions are then inferred only within them. `None`, or an empty name among them,
     /// scans the whole folder.
     pub only: Option<&'a [String]>,
+    /// How the folder's file system compares names (`sync::names::probe`).
+    pub caps: crate::sync::names::FsCaps,
 }
 
 /// An entry the scan skipped, and why.
@@ -112,6 +117,9 @@ pub struct ScanSummary {
     pub errors: Vec<ScanError>,
     /// Files that changed while they were read: scan them again soon. Sorted.
     pub retry: Vec<String>,
+    /// Names not in Unicode NFC on a file system that does not normalise (their parents
+    /// are NFC), not indexed: the indexer renames them to NFC. Sorted.
+    pub not_nfc: Vec<String>,
 }
 
 /// Where a scan is, for a progress bar.
@@ -190,6 +198,7 @@ pub fn scan<E: fmt::Display>(
                 }
                 Ok(Event::Error(e)) => summary.errors.push(e),
                 Ok(Event::Retry(name)) => summary.retry.push(name),
+                Ok(Event::NotNfc(name)) => summary.not_nfc.push(name),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -220,6 +229,7 @@ pub fn scan<E: fmt::Display>(
         summary.bytes_hashed = shared.bytes_hashed.load(Ordering::Relaxed);
         summary.errors.sort_by(|a, b| a.path.cmp(&b.path));
         summary.retry.sort();
+        summary.not_nfc.sort();
         Ok(summary)
     })
 }
@@ -229,6 +239,7 @@ enum Event {
     Change(LocalChange),
     Error(ScanError),
     Retry(String),
+    NotNfc(String),
 }
 
 impl Event {

@@ -54,6 +54,7 @@ impl Folder {
             root: self.root(),
             prev: &self.index,
             only,
+            caps: crate::sync::names::FsCaps::PLAIN,
         };
         let mut changes = Vec::new();
         let summary = scan(
@@ -245,6 +246,7 @@ fn a_bad_shoalignore_stops_the_scan() {
         root: f.root(),
         prev: &f.index,
         only: None,
+        caps: crate::sync::names::FsCaps::PLAIN,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("bad pattern");
     assert!(matches!(err, ScanFailure::Ignores(_)));
@@ -530,7 +532,7 @@ fn fifos_are_skipped_as_errors() {
 }
 
 #[test]
-fn names_not_utf8_or_not_nfc_are_skipped_as_errors() {
+fn names_not_utf8_are_skipped_as_errors_and_nfd_ones_listed_for_renaming() {
     let f = Folder::new();
     f.write("ok", b"x");
     let bad = f.root().join(std::ffi::OsStr::from_bytes(b"bad-\xff-name"));
@@ -538,14 +540,43 @@ fn names_not_utf8_or_not_nfc_are_skipped_as_errors() {
     // "café" spelt with a combining accent (NFD), as a directory with a file inside.
     f.write("cafe\u{301}/inside", b"x");
     f.write("caf\u{e9}.txt", b"NFC is fine");
+    f.write("sub/na\u{303}o", b"x");
     let (changes, summary) = f.scan(None);
-    assert_eq!(names(&changes), ["caf\u{e9}.txt", "ok"]);
-    assert_eq!(error_paths(&summary), ["bad-\u{fffd}-name", "cafe\u{301}"]);
+    assert_eq!(names(&changes), ["caf\u{e9}.txt", "ok", "sub"]);
+    assert_eq!(error_paths(&summary), ["bad-\u{fffd}-name"]);
     assert!(summary.errors[0].message.contains("UTF-8"));
-    assert_eq!(
-        summary.errors[1].message,
-        "name is not in Unicode NFC form; rename it"
-    );
+    // Not indexed under either spelling: the indexer renames them, then scans them.
+    assert_eq!(summary.not_nfc, ["cafe\u{301}", "sub/na\u{303}o"]);
+}
+
+#[test]
+fn a_normalising_file_system_indexes_nfd_names_in_nfc() {
+    let f = Folder::new();
+    // A plain directory stands in for the file system: what is checked is the name the
+    // entries are indexed under (files, hashed by that name, need a real one: see the
+    // integration tests on the FUSE fixture).
+    f.mkdir("cafe\u{301}/inner");
+    let req = ScanRequest {
+        root: f.root(),
+        prev: &f.index,
+        only: None,
+        caps: crate::sync::names::FsCaps {
+            case_insensitive: false,
+            normalising: true,
+        },
+    };
+    let mut changes = Vec::new();
+    let summary = scan(
+        &req,
+        &mut |batch: Vec<LocalChange>| -> Result<(), String> {
+            changes.extend(batch);
+            Ok(())
+        },
+        &|_| {},
+    )
+    .expect("scan");
+    assert_eq!(names(&changes), ["caf\u{e9}", "caf\u{e9}/inner"]);
+    assert!(summary.not_nfc.is_empty() && summary.errors.is_empty());
 }
 
 #[test]
@@ -625,6 +656,7 @@ fn changes_arrive_in_batches_and_a_sink_error_stops_the_scan() {
         root: f.root(),
         prev: &f.index,
         only: None,
+        caps: crate::sync::names::FsCaps::PLAIN,
     };
     let mut sizes = Vec::new();
     let summary = scan(
@@ -670,6 +702,7 @@ fn progress_is_throttled_and_adds_up() {
         root: f.root(),
         prev: &f.index,
         only: None,
+        caps: crate::sync::names::FsCaps::PLAIN,
     };
     let calls = std::sync::Mutex::new(Vec::new());
     let summary = scan(&req, &mut |_| Ok::<(), String>(()), &|p| {
@@ -698,6 +731,7 @@ fn a_missing_root_is_a_failure() {
         root: &f.path("nope"),
         prev: &f.index,
         only: None,
+        caps: crate::sync::names::FsCaps::PLAIN,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("no root");
     assert!(matches!(err, ScanFailure::Root { .. }), "{err}");
@@ -721,6 +755,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
         root: &root,
         prev: &f.index,
         only: None,
+        caps: crate::sync::names::FsCaps::PLAIN,
     };
     let mut changes = Vec::new();
     scan(

@@ -14,10 +14,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
+use crate::protocol::name::to_nfc;
+use crate::sync::fsops::FolderFs;
+use crate::sync::names::{FsCaps, OnDisk, Spellings};
 use unicode_normalization::is_nfc;
 
 const NOT_UTF8: &str = "name is not valid UTF-8; rename it";
-const NOT_NFC: &str = "name is not in Unicode NFC form; rename it";
 
 /// What every part of one scan shares.
 pub(super) struct Ctx<'a> {
@@ -25,6 +27,8 @@ pub(super) struct Ctx<'a> {
     pub prev: &'a HashMap<String, ScanState>,
     pub ignores: &'a Ignores,
     pub shared: &'a Shared,
+    /// How the file system compares names (see `sync::names`).
+    pub caps: FsCaps,
     tx: &'a Sender<Event>,
 }
 
@@ -49,8 +53,16 @@ pub(super) fn produce(
         prev: req.prev,
         ignores,
         shared,
+        caps: req.caps,
         tx: &tx,
     };
+    // Where names fold, spellings come from directory listings only.
+    let folder_fs = if req.caps.folds() {
+        FolderFs::open(req.root).ok()
+    } else {
+        None
+    };
+    let mut spellings = folder_fs.as_ref().map(|f| Spellings::new(f, req.caps));
     let scopes = req.only.and_then(|only| Scopes::new(only, &ctx));
     let results = Mutex::new(Vec::new());
     let mut roots = Vec::new();
@@ -60,8 +72,27 @@ pub(super) fn produce(
             None => roots.push(req.root.to_path_buf()),
             Some(scopes) => {
                 let mut parents_done = HashSet::new();
+                let mut respelled = Vec::new();
                 for name in &scopes.names {
-                    here.scope_root(name, &mut parents_done, &mut roots);
+                    here.scope_root(
+                        name,
+                        &mut parents_done,
+                        &mut roots,
+                        spellings.as_mut(),
+                        &mut respelled,
+                    );
+                }
+                // A name reported in a spelling the disk does not hold: scan the disk's.
+                for name in respelled {
+                    if !scopes.covers(&name) {
+                        here.scope_root(
+                            &name,
+                            &mut parents_done,
+                            &mut roots,
+                            spellings.as_mut(),
+                            &mut Vec::new(),
+                        );
+                    }
                 }
             }
         }
@@ -88,7 +119,7 @@ pub(super) fn produce(
         return;
     }
     let walked = Walked::merge(results.into_inner().unwrap_or_else(PoisonError::into_inner));
-    deletions(&ctx, scopes.as_ref(), &walked);
+    deletions(&ctx, scopes.as_ref(), &walked, spellings.as_mut());
     if shared.stopped() {
         return;
     }
@@ -118,6 +149,13 @@ impl Scopes {
         let mut names = Vec::new();
         for raw in only {
             let name = raw.trim_end_matches('/');
+            let normalised;
+            let name = if ctx.caps.normalising && !is_nfc(name) {
+                normalised = to_nfc(name);
+                normalised.as_str()
+            } else {
+                name
+            };
             if name.is_empty() || name == "." {
                 return None;
             }
@@ -255,6 +293,14 @@ impl ParallelVisitor for Visitor<'_, '_> {
             self.error(rel.to_string_lossy(), NOT_UTF8);
             return WalkState::Skip;
         };
+        // A normalising file system reaches the entry by its NFC name too: index that.
+        let normalised;
+        let name = if self.ctx.caps.normalising && !is_nfc(name) {
+            normalised = to_nfc(name);
+            normalised.as_str()
+        } else {
+            name
+        };
         // The parents passed on the way down; the root of a scoped walk is checked whole.
         let own = if dent.depth() == 0 {
             name
@@ -262,7 +308,8 @@ impl ParallelVisitor for Visitor<'_, '_> {
             name.rsplit('/').next().unwrap_or(name)
         };
         if !is_nfc(own) {
-            self.error(name, NOT_NFC);
+            // Renamed to NFC by the indexer, then scanned under that name.
+            self.ctx.send(Event::NotNfc(name.to_string()));
             return WalkState::Skip;
         }
         match fs::symlink_metadata(path) {
@@ -385,8 +432,27 @@ impl<'c, 'a> Visitor<'c, 'a> {
         name: &str,
         parents_done: &mut HashSet<String>,
         roots: &mut Vec<PathBuf>,
+        spellings: Option<&mut Spellings<'_>>,
+        respelled: &mut Vec<String>,
     ) {
         let ctx = self.ctx;
+        if let Some(sp) = spellings {
+            match sp.lookup(name) {
+                Ok(OnDisk::Exact) => {}
+                // Gone, or only there in another spelling: deletions decide about this
+                // one, and the disk's spelling is scanned.
+                Ok(OnDisk::Absent) => return,
+                Ok(OnDisk::Other(disk)) => {
+                    respelled.push(disk);
+                    return;
+                }
+                Err(e) => {
+                    self.out.protected.add(name.to_string());
+                    self.error(name, format!("cannot list its directory: {e}"));
+                    return;
+                }
+            }
+        }
         for parent in ancestors(name) {
             if ctx.ignores.is_ignored_entry(parent, true) {
                 return;
@@ -395,7 +461,7 @@ impl<'c, 'a> Visitor<'c, 'a> {
             match fs::symlink_metadata(&path) {
                 Ok(meta) if meta.is_dir() => {
                     if !is_nfc(parent) {
-                        self.error(parent, NOT_NFC);
+                        self.ctx.send(Event::NotNfc(parent.to_string()));
                         return;
                     }
                     if parents_done.insert(parent.to_string()) {
@@ -418,7 +484,7 @@ impl<'c, 'a> Visitor<'c, 'a> {
                 if ctx.ignores.is_ignored_entry(name, meta.is_dir()) {
                     // Ignored: nothing to index, and ignored names are never deleted.
                 } else if !is_nfc(name) {
-                    self.error(name, NOT_NFC);
+                    self.ctx.send(Event::NotNfc(name.to_string()));
                 } else if meta.is_dir() {
                     roots.push(path);
                 } else {
@@ -470,7 +536,13 @@ pub(super) enum Presence {
 }
 
 /// `lstat`s the parents of `name` (through `cache`) and then `name`, following nothing.
-fn presence<'a>(root: &Path, name: &'a str, cache: &mut HashMap<&'a str, Presence>) -> Presence {
+/// Where names fold, a name that is there only in another spelling is gone.
+fn presence<'a>(
+    root: &Path,
+    name: &'a str,
+    cache: &mut HashMap<&'a str, Presence>,
+    spellings: Option<&mut Spellings<'_>>,
+) -> Presence {
     let look = |rel: &str, need_dir: bool| match fs::symlink_metadata(root.join(rel)) {
         Ok(m) if !need_dir || m.is_dir() => Presence::Present,
         Ok(_) => Presence::Gone,
@@ -483,7 +555,14 @@ fn presence<'a>(root: &Path, name: &'a str, cache: &mut HashMap<&'a str, Presenc
             other => return other,
         }
     }
-    look(name, false)
+    match (look(name, false), spellings) {
+        (Presence::Present, Some(sp)) => match sp.lookup(name) {
+            Ok(OnDisk::Exact) => Presence::Present,
+            Ok(_) => Presence::Gone,
+            Err(_) => Presence::Unknown,
+        },
+        (p, _) => p,
+    }
 }
 
 /// The deletion rule: a name indexed as live becomes a tombstone only when it is not
@@ -504,7 +583,12 @@ pub(super) fn should_delete(
 
 /// Sends a tombstone for each live name of `prev` in scope that the walk did not see and
 /// that is gone.
-fn deletions(ctx: &Ctx<'_>, scopes: Option<&Scopes>, walked: &Walked<'_>) {
+fn deletions(
+    ctx: &Ctx<'_>,
+    scopes: Option<&Scopes>,
+    walked: &Walked<'_>,
+    mut spellings: Option<&mut Spellings<'_>>,
+) {
     let mut unseen: Vec<(&String, &ScanState)> = ctx
         .prev
         .iter()
@@ -522,7 +606,7 @@ fn deletions(ctx: &Ctx<'_>, scopes: Option<&Scopes>, walked: &Walked<'_>) {
             return;
         }
         if should_delete(name, st, ctx.ignores, &walked.protected, || {
-            presence(ctx.root, name, &mut cache)
+            presence(ctx.root, name, &mut cache, spellings.as_deref_mut())
         }) {
             ctx.send(Event::Change(tombstone(name, st)));
         }

@@ -178,6 +178,16 @@ async fn run_folder_live(
     let db = shared.db.clone();
     let fid = folder.id.clone();
     let _ = tokio::task::spawn_blocking(move || db.add_folder(&fid)).await;
+    // How the file system compares names: probed once per start (after a lost marker the
+    // folder may be on another disk).
+    let (fid, root) = (folder.id.clone(), folder.path.clone());
+    let caps = tokio::task::spawn_blocking(move || crate::sync::names::probe_logged(&fid, &root))
+        .await
+        .unwrap_or(crate::sync::names::FsCaps::ASSUMED);
+    lock(&shared.folders)
+        .entry(folder.id.clone())
+        .or_default()
+        .fs_caps = Some(caps);
     let interval = Duration::from_secs(folder.rescan_interval_secs.max(10));
     // A folder is scanned once before anything is pulled into it.
     let _ = scan_once(&shared, &folder, None, &cancel).await;
@@ -343,6 +353,7 @@ async fn pull(
     set_state(shared, &folder.id, "syncing", None);
     let s = shared.clone();
     let f = folder.clone();
+    let batch: std::collections::HashSet<String> = names.iter().cloned().collect();
     let job = tokio::task::spawn_blocking(move || crate::sync::pull::pull_batch(&s, &f, names));
     let report = tokio::select! {
         _ = cancel.cancelled() => return Vec::new(),
@@ -371,15 +382,40 @@ async fn pull(
     for (name, e) in &report.failed {
         warn!(%name, error = %e, "pull failed; will retry");
     }
+    for (name, local) in &report.clashes {
+        warn!(%name, %local, "name clash: the peer's name is this local name on this file system; neither is written (rename one of them)");
+    }
     // The folder keeps syncing what it can; what failed is shown and retried.
-    let error = report.failed.first().map(|(name, e)| {
-        format!(
+    let mut errors = Vec::new();
+    if let Some((name, e)) = report.failed.first() {
+        errors.push(format!(
             "{} file(s) could not be pulled (retrying): {name}: {e}",
             report.failed.len()
-        )
-    });
+        ));
+    }
+    // Clashes stand until a pull of the name goes through: other batches keep them.
+    let clashes = {
+        let mut map = lock(&shared.folders);
+        let rt = map.entry(folder.id.clone()).or_default();
+        rt.name_clashes.retain(|(n, _)| !batch.contains(n));
+        rt.name_clashes.extend(report.clashes.iter().cloned());
+        rt.name_clashes.clone()
+    };
+    if let Some((name, local)) = clashes.first() {
+        errors.push(format!(
+            "{} name clash(es) on this {} file system: {name:?} from a peer is the local {local:?}; neither is overwritten: rename one of them",
+            clashes.len(),
+            shared.fs_caps(&folder.id).describe()
+        ));
+    }
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
     set_state(shared, &folder.id, "idle", error);
-    report.failed.into_iter().map(|(n, _)| n).collect()
+    report
+        .failed
+        .into_iter()
+        .map(|(n, _)| n)
+        .chain(report.clashes.into_iter().map(|(n, _)| n))
+        .collect()
 }
 
 async fn scan_once(
@@ -407,7 +443,8 @@ async fn scan_once(
             });
         };
         let mut changed = Vec::new();
-        let result = index_folder(&s.db, &f, only.as_deref(), &progress, Some(&mut changed));
+        let caps = s.fs_caps(&f.id);
+        let result = index_folder(&s.db, &f, caps, only.as_deref(), &progress, Some(&mut changed));
         if result.is_ok() {
             let me = s.local.short().to_string();
             for c in changed {
@@ -550,11 +587,18 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
             } else {
                 (rt.state, rt.error)
             };
+            let clashes: Vec<_> = rt
+                .name_clashes
+                .iter()
+                .map(|(name, local)| json!({"name": name, "local": local}))
+                .collect();
             json!({
                 "id": f.id, "label": f.label, "path": f.path, "mode": f.mode.as_str(),
                 "state": state, "error": error,
                 "local_files": files, "local_bytes": bytes,
                 "need_files": need_files, "need_bytes": need_bytes,
+                "file_system": rt.fs_caps.map(crate::sync::names::FsCaps::to_json),
+                "name_clashes": clashes,
             })
         })
         .collect();

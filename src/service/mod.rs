@@ -80,6 +80,11 @@ pub struct FolderRuntime {
     /// Regular files (and their bytes) this device still has to fetch or apply.
     pub need_files: u64,
     pub need_bytes: u64,
+    /// How the folder's file system compares names (probed when the folder starts).
+    pub fs_caps: Option<crate::sync::names::FsCaps>,
+    /// Names from peers that clash with a local name here (remote name, local name), as
+    /// of the last pull that met them.
+    pub name_clashes: Vec<(String, String)>,
 }
 
 /// What every part of the running service shares.
@@ -308,6 +313,14 @@ impl Shared {
     }
 
     /// Records what a folder still needs, and tells subscribers.
+    /// How `folder`'s file system compares names; assumed to fold until probed.
+    pub fn fs_caps(&self, folder: &str) -> crate::sync::names::FsCaps {
+        lock(&self.folders)
+            .get(folder)
+            .and_then(|f| f.fs_caps)
+            .unwrap_or(crate::sync::names::FsCaps::ASSUMED)
+    }
+
     pub fn set_need(&self, folder: &str, files: u64, bytes: u64) {
         let mut map = lock(&self.folders);
         let e = map.entry(folder.to_string()).or_default();

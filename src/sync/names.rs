@@ -285,6 +285,8 @@ impl<'a> Spellings<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Go,
+    /// `rename_from` is this very entry under another spelling (a case-only rename).
+    SameFile,
     /// It clashes with this name (on disk, or earlier in the batch): leave both alone.
     Clash(String),
     /// A deletion whose name is on disk only under another spelling: nothing to remove.
@@ -336,13 +338,13 @@ impl<'a> NameGuard<'a> {
         {
             return Verdict::Clash(other.clone());
         }
-        if let OnDisk::Other(disk) = on_disk
-            && rename_from != Some(disk.as_str())
-        {
-            return Verdict::Clash(disk);
-        }
+        let verdict = match on_disk {
+            OnDisk::Other(disk) if rename_from == Some(disk.as_str()) => Verdict::SameFile,
+            OnDisk::Other(disk) => return Verdict::Clash(disk),
+            _ => Verdict::Go,
+        };
         self.claimed.insert(key, name.to_string());
-        Verdict::Go
+        verdict
     }
 
     /// Records that `name` now exists on disk as spelled.
@@ -457,7 +459,10 @@ mod tests {
         );
         // A rename between two spellings of one file is not a clash.
         let mut g2 = NameGuard::new(&fs, FsCaps::ASSUMED);
-        assert_eq!(g2.check("ReadMe.md", false, Some("readme.md")), Verdict::Go);
+        assert_eq!(
+            g2.check("ReadMe.md", false, Some("readme.md")),
+            Verdict::SameFile
+        );
         // Deletions: only the exact spelling is removed.
         assert_eq!(g.check("README.md", true, None), Verdict::NotHere);
         assert_eq!(g.check("readme.md", true, None), Verdict::Go);
@@ -472,7 +477,7 @@ mod tests {
         let (dir, fs) = folder();
         std::fs::write(dir.path().join("foo"), "x").expect("write");
         let mut g = NameGuard::new(&fs, FsCaps::ASSUMED);
-        assert_eq!(g.check("Foo", false, Some("foo")), Verdict::Go);
+        assert_eq!(g.check("Foo", false, Some("foo")), Verdict::SameFile);
         g.rename(&fs, "foo", "Foo").expect("rename");
         assert!(dir.path().join("Foo").exists() && !dir.path().join("foo").exists());
         assert_eq!(g.check("foo", true, None), Verdict::NotHere);

@@ -90,6 +90,9 @@ pub struct PullReport {
     pub bad_blocks: u64,
     /// Conflict copies made of our losing versions.
     pub conflicts: Vec<String>,
+    /// Names not applied because they clash with a local name on this case-insensitive
+    /// or normalising file system: (the peer's name, the local one). See `names`.
+    pub clashes: Vec<(String, String)>,
     pub bytes_from_peers: u64,
     pub bytes_reused: u64,
 }
@@ -263,9 +266,32 @@ pub fn pull_batch(
             )
         })
         .collect();
+    let mut guard = super::names::NameGuard::new(&fs, shared.fs_caps(&folder.id));
     for (remote, local, dev) in updates.into_iter().chain(deletions) {
         let name = remote.name.clone();
-        if !disk_matches(&fs, local.as_ref(), &name) {
+        // Case-insensitive or normalising file systems: never write over another spelling.
+        let rename_from = guard
+            .caps()
+            .folds()
+            .then(|| rename_source(&renames, &remote))
+            .flatten();
+        let same_file = match guard.check(&name, remote.deleted, rename_from.as_deref()) {
+            super::names::Verdict::Go => false,
+            super::names::Verdict::SameFile => true,
+            super::names::Verdict::Clash(other) => {
+                report.clashes.push((name, other));
+                continue;
+            }
+            super::names::Verdict::NotHere => {
+                done.push(LocalChange {
+                    info: remote.clone(),
+                    inode: 0,
+                    ctime_ns: 0,
+                });
+                continue;
+            }
+        };
+        if !same_file && !disk_matches(&fs, local.as_ref(), &name) {
             report.rescan.push(name);
             continue;
         }
@@ -294,7 +320,8 @@ pub fn pull_batch(
                 {
                     // The same content was deleted under another name in this batch: a
                     // rename on the other side. Move it instead of copying it.
-                    fs.rename(&old, &name)
+                    guard
+                        .rename(&fs, &old, &name)
                         .and_then(|()| finish_in_place(&fs, folder, &remote))
                         .map(|c| done.push(c))
                 } else {
@@ -367,6 +394,13 @@ pub fn pull_batch(
         }
     }
     report
+}
+
+/// The name whose file a rename in this batch would move to `remote`'s name.
+fn rename_source(renames: &HashMap<BlockHash, String>, remote: &FileInfo) -> Option<String> {
+    (!remote.deleted && remote.file_type == FileType::File && !remote.blocks.is_empty())
+        .then(|| renames.get(&remote.blocks_hash()).cloned())
+        .flatten()
 }
 
 /// Permission bits to apply: never setuid, setgid or sticky; `ignore_perms` keeps a
