@@ -11,8 +11,8 @@ use crate::protocol::name::to_nfc;
 use crate::scan::{self, Progress, ScanRequest, ScanSummary};
 use crate::sync::fsops::FolderFs;
 use crate::sync::names::FsCaps;
-use tracing::info;
 use std::path::Path;
+use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -112,6 +112,7 @@ fn rename_to_nfc(
                 renamed.push(nfc);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                warn!(folder = %folder.id, %name, "not synced: the name is not in Unicode NFC form and its NFC spelling exists too; rename or remove one of them");
                 errors.push(scan::ScanError {
                     path: name.clone(),
                     message: "name is not in Unicode NFC form, and the same name in NFC exists too: rename or remove one of them".into(),
@@ -119,7 +120,9 @@ fn rename_to_nfc(
             }
             Err(e) => errors.push(scan::ScanError {
                 path: name.clone(),
-                message: format!("name is not in Unicode NFC form, and cannot be renamed to it: {e}"),
+                message: format!(
+                    "name is not in Unicode NFC form, and cannot be renamed to it: {e}"
+                ),
             }),
         }
     }

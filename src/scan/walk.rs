@@ -4,7 +4,10 @@
 use super::hash::{self, HashJob};
 use super::{Event, Ignores, LocalChange, ScanRequest, ScanState, Shared};
 use crate::identity::ShortId;
+use crate::protocol::name::to_nfc;
 use crate::protocol::{FileInfo, FileType, Vector};
+use crate::sync::fsops::FolderFs;
+use crate::sync::names::{FsCaps, OnDisk, Spellings};
 use crossbeam_channel::Sender;
 use ignore::{DirEntry, ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
 use std::collections::{HashMap, HashSet};
@@ -14,9 +17,6 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
-use crate::protocol::name::to_nfc;
-use crate::sync::fsops::FolderFs;
-use crate::sync::names::{FsCaps, OnDisk, Spellings};
 use unicode_normalization::is_nfc;
 
 const NOT_UTF8: &str = "name is not valid UTF-8; rename it";

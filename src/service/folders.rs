@@ -401,12 +401,8 @@ async fn pull(
         rt.name_clashes.extend(report.clashes.iter().cloned());
         rt.name_clashes.clone()
     };
-    if let Some((name, local)) = clashes.first() {
-        errors.push(format!(
-            "{} name clash(es) on this {} file system: {name:?} from a peer is the local {local:?}; neither is overwritten: rename one of them",
-            clashes.len(),
-            shared.fs_caps(&folder.id).describe()
-        ));
+    if let Some(e) = clash_error(&clashes, shared.fs_caps(&folder.id)) {
+        errors.push(e);
     }
     let error = (!errors.is_empty()).then(|| errors.join("; "));
     set_state(shared, &folder.id, "idle", error);
@@ -444,7 +440,14 @@ async fn scan_once(
         };
         let mut changed = Vec::new();
         let caps = s.fs_caps(&f.id);
-        let result = index_folder(&s.db, &f, caps, only.as_deref(), &progress, Some(&mut changed));
+        let result = index_folder(
+            &s.db,
+            &f,
+            caps,
+            only.as_deref(),
+            &progress,
+            Some(&mut changed),
+        );
         if result.is_ok() {
             let me = s.local.short().to_string();
             for c in changed {
@@ -562,6 +565,16 @@ pub async fn rescan(
     }
 }
 
+/// The folder error that stands for its name clashes, if any.
+fn clash_error(clashes: &[(String, String)], caps: crate::sync::names::FsCaps) -> Option<String> {
+    let (name, local) = clashes.first()?;
+    Some(format!(
+        "{} name clash(es) on this {} file system: {name:?} from a peer is the local {local:?}; neither is overwritten: rename one of them",
+        clashes.len(),
+        caps.describe()
+    ))
+}
+
 /// `status --json` as the running service sees it.
 pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
     let config = shared.config();
@@ -585,7 +598,14 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
                     Err(e) => ("error".to_string(), Some(e.to_string())),
                 }
             } else {
-                (rt.state, rt.error)
+                // Clashes stand until resolved, whatever cleared the last error.
+                let error = rt.error.clone().or_else(|| {
+                    clash_error(
+                        &rt.name_clashes,
+                        rt.fs_caps.unwrap_or(crate::sync::names::FsCaps::ASSUMED),
+                    )
+                });
+                (rt.state.clone(), error)
             };
             let clashes: Vec<_> = rt
                 .name_clashes

@@ -233,18 +233,18 @@ impl FolderFs {
         self.rename(&temp, name)
     }
 
-    /// Sets the modification time of `name` without following a symlink.
+    /// Sets the modification time of `name` without following a symlink. The access time
+    /// is set to the same value (as Syncthing does): file systems built on libfuse 2's
+    /// high-level API silently ignore a change of the modification time alone.
     pub fn set_mtime(&self, name: &str, ns: i64) -> io::Result<()> {
         let (dir, base) = self.parent(name)?;
+        let t = rustix::fs::Timespec {
+            tv_sec: ns.div_euclid(1_000_000_000),
+            tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+        };
         let ts = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_OMIT,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: ns.div_euclid(1_000_000_000),
-                tv_nsec: ns.rem_euclid(1_000_000_000) as _,
-            },
+            last_access: t,
+            last_modification: t,
         };
         rustix::fs::utimensat(dir.as_fd(), base.as_str(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
         Ok(())

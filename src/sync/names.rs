@@ -281,6 +281,40 @@ impl<'a> Spellings<'a> {
     }
 }
 
+/// Which of a batch's `updates` must wait until its `deletions` are done: on a folding file
+/// system, those whose name, or a parent's, is another spelling of a name the batch
+/// deletes (a case-only rename of a directory, or of an empty file), so that the old
+/// spelling is gone before the new one is written. `keeps_inode(i)` says that update `i`
+/// is a file moved from its old spelling by a rename: it goes first, as usual (inside a
+/// respelled directory it waits too, and its content comes from local blocks or a peer).
+pub fn after_deletions(
+    caps: FsCaps,
+    updates: &[&str],
+    deletions: &[&str],
+    keeps_inode: impl Fn(usize) -> bool,
+) -> Vec<bool> {
+    if !caps.folds() || deletions.is_empty() {
+        return vec![false; updates.len()];
+    }
+    let deleted: HashMap<String, Vec<&str>> = deletions.iter().fold(HashMap::new(), |mut m, d| {
+        m.entry(caps.key(d)).or_default().push(d);
+        m
+    });
+    let respelled = |prefix: &str| {
+        deleted
+            .get(&caps.key(prefix))
+            .is_some_and(|spellings| !spellings.contains(&prefix))
+    };
+    updates
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let parent_respelled = name.match_indices('/').any(|(j, _)| respelled(&name[..j]));
+            parent_respelled || (respelled(name) && !keeps_inode(i))
+        })
+        .collect()
+}
+
 /// What the puller may do with one remote entry, as far as names go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -420,7 +454,10 @@ mod tests {
             normalising: false,
         };
         assert_eq!(ci.key("README.md"), ci.key("readme.md"));
-        assert_ne!(FsCaps::PLAIN.key("README.md"), FsCaps::PLAIN.key("readme.md"));
+        assert_ne!(
+            FsCaps::PLAIN.key("README.md"),
+            FsCaps::PLAIN.key("readme.md")
+        );
         let nf = FsCaps {
             case_insensitive: false,
             normalising: true,
@@ -473,6 +510,22 @@ mod tests {
     }
 
     #[test]
+    fn updates_under_a_deleted_spelling_wait_for_the_deletions() {
+        let updates = ["Docs", "Docs/a", "Foo", "bar", "empty"];
+        let deletions = ["docs/a", "docs", "foo", "EMPTY"];
+        // "Foo" is moved from "foo" by a rename; "empty" has no content to move.
+        let keeps = |i: usize| updates[i] == "Foo";
+        assert_eq!(
+            after_deletions(FsCaps::ASSUMED, &updates, &deletions, keeps),
+            [true, true, false, false, true]
+        );
+        assert_eq!(
+            after_deletions(FsCaps::PLAIN, &updates, &deletions, keeps),
+            [false; 5]
+        );
+    }
+
+    #[test]
     fn the_cache_follows_renames() {
         let (dir, fs) = folder();
         std::fs::write(dir.path().join("foo"), "x").expect("write");
@@ -481,9 +534,6 @@ mod tests {
         g.rename(&fs, "foo", "Foo").expect("rename");
         assert!(dir.path().join("Foo").exists() && !dir.path().join("foo").exists());
         assert_eq!(g.check("foo", true, None), Verdict::NotHere);
-        assert_eq!(
-            g.check("FOO", false, None),
-            Verdict::Clash("Foo".into())
-        );
+        assert_eq!(g.check("FOO", false, None), Verdict::Clash("Foo".into()));
     }
 }

@@ -267,7 +267,31 @@ pub fn pull_batch(
         })
         .collect();
     let mut guard = super::names::NameGuard::new(&fs, shared.fs_caps(&folder.id));
-    for (remote, local, dev) in updates.into_iter().chain(deletions) {
+    // Case-only renames of directories and empty files on a case-insensitive file system
+    // free the old spelling first (see `names::after_deletions`).
+    let waits = if !guard.caps().folds() {
+        Vec::new()
+    } else {
+        let u: Vec<&str> = updates.iter().map(|(r, _, _)| r.name.as_str()).collect();
+        let d: Vec<&str> = deletions.iter().map(|(r, _, _)| r.name.as_str()).collect();
+        super::names::after_deletions(guard.caps(), &u, &d, |i| {
+            rename_source(&renames, &updates[i].0)
+                .is_some_and(|from| guard.caps().key(&from) == guard.caps().key(&u[i]))
+        })
+    };
+    let (mut updates, mut late) = (updates, Vec::new());
+    if waits.contains(&true) {
+        let mut w = waits.into_iter();
+        (updates, late) = updates
+            .into_iter()
+            .partition(|_| !w.next().unwrap_or(false));
+    }
+    let late_from = updates.len() + deletions.len();
+    for (i, (remote, local, dev)) in updates.into_iter().chain(deletions).chain(late).enumerate() {
+        if i == late_from {
+            // The deletions are done: their files are no rename sources any more.
+            renames.clear();
+        }
         let name = remote.name.clone();
         // Case-insensitive or normalising file systems: never write over another spelling.
         let rename_from = guard

@@ -3,6 +3,7 @@
 mod cli;
 mod harness;
 mod hostile;
+mod names;
 mod safety;
 mod scan;
 mod serve;
