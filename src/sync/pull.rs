@@ -276,7 +276,7 @@ pub fn pull_batch(
         let d: Vec<&str> = deletions.iter().map(|(r, _, _)| r.name.as_str()).collect();
         super::names::after_deletions(guard.caps(), &u, &d, |i| {
             rename_source(&renames, &updates[i].0)
-                .is_some_and(|from| guard.caps().key(&from) == guard.caps().key(&u[i]))
+                .is_some_and(|from| guard.caps().key(&from) == guard.caps().key(u[i]))
         })
     };
     let (mut updates, mut late) = (updates, Vec::new());
