@@ -109,8 +109,8 @@ pub fn rescan(ctx: &Context, args: RescanArgs) -> anyhow::Result<()> {
             bar.set_message(format!("{} files", p.files_seen));
         };
         // Without its marker the folder is refused below; a probe could not run anyway.
-        let caps = crate::sync::names::probe(&folder.path)
-            .unwrap_or(crate::sync::names::FsCaps::ASSUMED);
+        let caps =
+            crate::sync::names::probe(&folder.path).unwrap_or(crate::sync::names::FsCaps::ASSUMED);
         let result = index_folder(&db, folder, caps, None, &report, None);
         bar.finish_and_clear();
         match result {

@@ -366,18 +366,30 @@ impl<'a> NameGuard<'a> {
                 _ => Verdict::Go,
             };
         }
-        let key = self.caps.key(name);
-        if let Some(other) = self.claimed.get(&key)
-            && other != name
-        {
-            return Verdict::Clash(other.clone());
+        // The name and each parent directory: another spelling taken earlier in the batch
+        // (`Docs/a` then `docs/b`) is a clash too.
+        let prefixes: Vec<&str> = name
+            .match_indices('/')
+            .map(|(i, _)| &name[..i])
+            .chain(std::iter::once(name))
+            .collect();
+        for p in &prefixes {
+            if let Some(other) = self.claimed.get(&self.caps.key(p))
+                && other != p
+            {
+                return Verdict::Clash(other.clone());
+            }
         }
         let verdict = match on_disk {
             OnDisk::Other(disk) if rename_from == Some(disk.as_str()) => Verdict::SameFile,
             OnDisk::Other(disk) => return Verdict::Clash(disk),
             _ => Verdict::Go,
         };
-        self.claimed.insert(key, name.to_string());
+        for p in prefixes {
+            self.claimed
+                .entry(self.caps.key(p))
+                .or_insert_with(|| p.to_string());
+        }
         verdict
     }
 
@@ -493,6 +505,13 @@ mod tests {
         assert_eq!(
             g.check("other.TXT", false, None),
             Verdict::Clash("Other.txt".into())
+        );
+        // Directories too: the second spelling would land inside the first.
+        assert_eq!(g.check("Pics/a", false, None), Verdict::Go);
+        assert_eq!(g.check("Pics/b", false, None), Verdict::Go);
+        assert_eq!(
+            g.check("pics/c", false, None),
+            Verdict::Clash("Pics".into())
         );
         // A rename between two spellings of one file is not a clash.
         let mut g2 = NameGuard::new(&fs, FsCaps::ASSUMED);

@@ -192,6 +192,9 @@ fn a_name_differing_only_by_case_is_a_clash_and_never_overwrites_the_local_file(
         std::fs::create_dir(fa.join("Docs")).expect("mkdir");
         std::fs::write(fa.join("Docs/guide.txt"), "A's guide").expect("write");
         std::fs::write(fa.join("Docs/new.txt"), "new").expect("write");
+        // Two names of A that are one name on B: the first (in name order) arrives.
+        std::fs::write(fa.join("Photo.jpg"), "A's first photo").expect("write");
+        std::fs::write(fa.join("photo.jpg"), "A's second photo").expect("write");
         std::fs::write(fb.join("readme.md"), "B's own readme").expect("write");
         // A directory in another case: every component is checked.
         std::fs::create_dir(fb.join("docs")).expect("mkdir");
@@ -224,6 +227,8 @@ fn a_name_differing_only_by_case_is_a_clash_and_never_overwrites_the_local_file(
         };
         has("README.md", "readme.md")
             && has("Docs", "docs")
+            && has("Docs/new.txt", "docs")
+            && has("photo.jpg", "Photo.jpg")
             && st["error"].as_str().is_some_and(|e| e.contains("clash"))
     });
     assert!(
@@ -243,7 +248,11 @@ fn a_name_differing_only_by_case_is_a_clash_and_never_overwrites_the_local_file(
         std::fs::read_to_string(fb.join("docs/guide.txt")).expect("read"),
         "B's guide"
     );
-    assert_eq!(ls(&fb), ["docs", "other.txt", "readme.md"]);
+    assert_eq!(ls(&fb), ["Photo.jpg", "docs", "other.txt", "readme.md"]);
+    assert_eq!(
+        std::fs::read_to_string(fb.join("Photo.jpg")).expect("read"),
+        "A's first photo"
+    );
     assert_eq!(ls(&fb.join("docs")), ["guide.txt"]);
     // A (case-sensitive) holds both spellings: B's local files travel as usual.
     let fa = p.a.path("f");
