@@ -53,12 +53,13 @@ fn python() -> String {
 
 impl CiMount {
     /// Mounts the fixture at `mount` (created), backed by a fresh temp directory.
-    fn at(mount: &Path) -> Self {
+    fn at(mount: &Path, args: &[&str]) -> Self {
         std::fs::create_dir_all(mount).expect("mount point");
         let backing = tempfile::tempdir().expect("backing dir");
         let log = backing.path().with_extension("log");
         let child = Command::new(python())
             .arg(FIXTURE)
+            .args(args)
             .arg(backing.path())
             .arg(mount)
             .stdin(Stdio::null())
@@ -120,6 +121,11 @@ struct Pair {
 impl Pair {
     /// `seed(a_folder, b_folder)` runs after the folders exist, before the services start.
     fn new(b_case_insensitive: bool, seed: impl FnOnce(&Path, &Path)) -> Self {
+        Self::with_mount(b_case_insensitive.then_some(&[][..]), seed)
+    }
+
+    /// B's folder on the fixture started with `args`, when given.
+    fn with_mount(b_mount: Option<&[&str]>, seed: impl FnOnce(&Path, &Path)) -> Self {
         let (pa, pb) = (free_port(), free_port());
         let a = Device::new();
         a.run(&[
@@ -144,7 +150,7 @@ impl Pair {
             .ok();
         b.run(&["device", "add", &ida, "--addr", &format!("127.0.0.1:{pa}")])
             .ok();
-        let mount = b_case_insensitive.then(|| CiMount::at(&b.path("f")));
+        let mount = b_mount.map(|args| CiMount::at(&b.path("f"), args));
         a.add_folder("f", &["--id", "f", "--share", &idb]);
         b.add_folder("f", &["--id", "f", "--share", &ida]);
         seed(&a.path("f"), &b.path("f"));
@@ -342,6 +348,27 @@ fn a_case_only_rename_arrives_as_a_rename_on_both_kinds_of_file_system() {
     }
     assert_eq!(ls(&fa), ["Empty", "FOO.txt", "dir"]);
     assert_eq!(ls(&fa.join("dir")), ["inner.txt"]);
+}
+
+#[test]
+fn a_case_only_rename_goes_through_another_name_where_the_file_system_ignores_it() {
+    // Linux's own case-insensitive file systems treat a rename between two spellings of
+    // one entry as a no-op: the puller notices and renames through an intermediate name.
+    let content = crate::sync::noise(100_000, 11);
+    let p = Pair::with_mount(Some(&["--same-entry-rename-noop"]), |fa, _| {
+        std::fs::write(fa.join("report.pdf"), &content).expect("write");
+    });
+    let (fa, fb) = (p.a.path("f"), p.b.path("f"));
+    assert!(wait_until(Duration::from_secs(20), || tree(&fa) == tree(&fb)));
+    // The fixture really ignores such a rename.
+    std::fs::write(fb.join("probe"), "x").expect("write");
+    std::fs::rename(fb.join("probe"), fb.join("PROBE")).expect("rename");
+    assert!(ls(&fb).contains(&"probe".to_string()), "{:?}", ls(&fb));
+    std::fs::remove_file(fb.join("probe")).expect("rm");
+    assert!(wait_until(Duration::from_secs(20), || tree(&fa) == tree(&fb)));
+    rename_arrives(&p, &p.a, &p.b, "report.pdf", "Report.pdf");
+    assert_eq!(ls(&fb), ["Report.pdf"]);
+    assert_eq!(std::fs::read(fb.join("Report.pdf")).expect("read"), content);
 }
 
 #[test]
