@@ -353,7 +353,11 @@ async fn pull(
     set_state(shared, &folder.id, "syncing", None);
     let s = shared.clone();
     let f = folder.clone();
-    let batch: std::collections::HashSet<String> = names.iter().cloned().collect();
+    // Only a folding file system has clashes to clear.
+    let batch: Option<std::collections::HashSet<String>> = shared
+        .fs_caps(&folder.id)
+        .folds()
+        .then(|| names.iter().cloned().collect());
     let job = tokio::task::spawn_blocking(move || crate::sync::pull::pull_batch(&s, &f, names));
     let report = tokio::select! {
         _ = cancel.cancelled() => return Vec::new(),
@@ -397,7 +401,9 @@ async fn pull(
     let clashes = {
         let mut map = lock(&shared.folders);
         let rt = map.entry(folder.id.clone()).or_default();
-        rt.name_clashes.retain(|(n, _)| !batch.contains(n));
+        if let Some(batch) = &batch {
+            rt.name_clashes.retain(|(n, _)| !batch.contains(n));
+        }
         rt.name_clashes.extend(report.clashes.iter().cloned());
         rt.name_clashes.clone()
     };

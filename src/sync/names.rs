@@ -32,7 +32,14 @@
 //!   own case-insensitive file systems (ext4 casefold) ignore a rename between two
 //!   spellings of one entry; when the spelling did not change, the rename goes through an
 //!   intermediate name (`.shoal-case-…` beside it; a crash between the two leaves the file
-//!   under that name, where the next scan finds it: nothing is lost).
+//!   under that name, where the next scan finds it: nothing is lost). A directory, or an
+//!   empty file, that only changes case has no content to move: on a folding file system
+//!   the updates under its new spelling wait until the batch's deletions have removed the
+//!   old one ([`split_late`]), then it is created anew (a directory's files come from
+//!   other local files holding the same blocks, else from the peer again).
+//! - **What folds.** Names are compared by [`crate::protocol::name::fold`]: NFC, upper-
+//!   then lower-cased, NFC. It folds a little more than some file systems do (`ß`/`ss`):
+//!   such an over-eager match is reported as a clash, never written over.
 //! - **Scanning.** On a folding file system the scanner trusts only directory listings
 //!   for spellings: a name the watcher reports in a spelling the disk does not hold is
 //!   not indexed under that spelling, and an indexed name whose spelling changed on disk
@@ -281,38 +288,37 @@ impl<'a> Spellings<'a> {
     }
 }
 
-/// Which of a batch's `updates` must wait until its `deletions` are done: on a folding file
-/// system, those whose name, or a parent's, is another spelling of a name the batch
-/// deletes (a case-only rename of a directory, or of an empty file), so that the old
-/// spelling is gone before the new one is written. `keeps_inode(i)` says that update `i`
-/// is a file moved from its old spelling by a rename: it goes first, as usual (inside a
-/// respelled directory it waits too, and its content comes from local blocks or a peer).
-pub fn after_deletions(
+/// Splits a batch's `updates` into those applied before its `deletions` and those that
+/// must wait until the deletions are done: on a folding file system, updates whose name,
+/// or a parent's, is another spelling of a name the batch deletes (a case-only rename of a
+/// directory, or of an empty file), so that the old spelling is gone before the new one
+/// is written. `keeps_inode` says that an update is a file moved from its old spelling by
+/// a rename: it goes first, as usual (inside a respelled directory it waits too, and its
+/// content comes from local blocks or a peer).
+pub fn split_late<T>(
     caps: FsCaps,
-    updates: &[&str],
-    deletions: &[&str],
-    keeps_inode: impl Fn(usize) -> bool,
-) -> Vec<bool> {
+    updates: Vec<T>,
+    deletions: &[T],
+    name: impl Fn(&T) -> &str,
+    keeps_inode: impl Fn(&T) -> bool,
+) -> (Vec<T>, Vec<T>) {
     if !caps.folds() || deletions.is_empty() {
-        return vec![false; updates.len()];
+        return (updates, Vec::new());
     }
-    let deleted: HashMap<String, Vec<&str>> = deletions.iter().fold(HashMap::new(), |mut m, d| {
-        m.entry(caps.key(d)).or_default().push(d);
-        m
-    });
+    let mut deleted: HashMap<String, Vec<&str>> = HashMap::new();
+    for d in deletions {
+        deleted.entry(caps.key(name(d))).or_default().push(name(d));
+    }
     let respelled = |prefix: &str| {
         deleted
             .get(&caps.key(prefix))
             .is_some_and(|spellings| !spellings.contains(&prefix))
     };
-    updates
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let parent_respelled = name.match_indices('/').any(|(j, _)| respelled(&name[..j]));
-            parent_respelled || (respelled(name) && !keeps_inode(i))
-        })
-        .collect()
+    updates.into_iter().partition(|u| {
+        let n = name(u);
+        let parent_respelled = n.match_indices('/').any(|(j, _)| respelled(&n[..j]));
+        !(parent_respelled || (respelled(n) && !keeps_inode(u)))
+    })
 }
 
 /// What the puller may do with one remote entry, as far as names go.
@@ -530,18 +536,15 @@ mod tests {
 
     #[test]
     fn updates_under_a_deleted_spelling_wait_for_the_deletions() {
-        let updates = ["Docs", "Docs/a", "Foo", "bar", "empty"];
+        let updates = vec!["Docs", "Docs/a", "Foo", "bar", "empty"];
         let deletions = ["docs/a", "docs", "foo", "EMPTY"];
         // "Foo" is moved from "foo" by a rename; "empty" has no content to move.
-        let keeps = |i: usize| updates[i] == "Foo";
+        let split = |caps| split_late(caps, updates.clone(), &deletions, |n| n, |n| *n == "Foo");
         assert_eq!(
-            after_deletions(FsCaps::ASSUMED, &updates, &deletions, keeps),
-            [true, true, false, false, true]
+            split(FsCaps::ASSUMED),
+            (vec!["Foo", "bar"], vec!["Docs", "Docs/a", "empty"])
         );
-        assert_eq!(
-            after_deletions(FsCaps::PLAIN, &updates, &deletions, keeps),
-            [false; 5]
-        );
+        assert_eq!(split(FsCaps::PLAIN), (updates.clone(), vec![]));
     }
 
     #[test]

@@ -268,24 +268,15 @@ pub fn pull_batch(
         .collect();
     let mut guard = super::names::NameGuard::new(&fs, shared.fs_caps(&folder.id));
     // Case-only renames of directories and empty files on a case-insensitive file system
-    // free the old spelling first (see `names::after_deletions`).
-    let waits = if !guard.caps().folds() {
-        Vec::new()
-    } else {
-        let u: Vec<&str> = updates.iter().map(|(r, _, _)| r.name.as_str()).collect();
-        let d: Vec<&str> = deletions.iter().map(|(r, _, _)| r.name.as_str()).collect();
-        super::names::after_deletions(guard.caps(), &u, &d, |i| {
-            rename_source(&renames, &updates[i].0)
-                .is_some_and(|from| guard.caps().key(&from) == guard.caps().key(u[i]))
-        })
-    };
-    let (mut updates, mut late) = (updates, Vec::new());
-    if waits.contains(&true) {
-        let mut w = waits.into_iter();
-        (updates, late) = updates
-            .into_iter()
-            .partition(|_| !w.next().unwrap_or(false));
-    }
+    // free the old spelling first.
+    let caps = guard.caps();
+    let (updates, late) = super::names::split_late(
+        caps,
+        updates,
+        &deletions,
+        |w| w.0.name.as_str(),
+        |w| rename_source(&renames, &w.0).is_some_and(|f| caps.key(&f) == caps.key(&w.0.name)),
+    );
     let late_from = updates.len() + deletions.len();
     for (i, (remote, local, dev)) in updates.into_iter().chain(deletions).chain(late).enumerate() {
         if i == late_from {
