@@ -393,6 +393,9 @@ fn an_nfd_name_on_disk_travels_in_nfc() {
     let twin_nfc = "na\u{ef}ve";
     let p = Pair::new(true, |fa, fb| {
         std::fs::write(fa.join(nfd), "written by a Mac app").expect("write");
+        // A directory too, with what is inside it.
+        std::fs::create_dir(fa.join("Re\u{301}sume\u{301}")).expect("mkdir");
+        std::fs::write(fa.join("Re\u{301}sume\u{301}/cv.txt"), "cv").expect("write");
         // Both spellings on a case-sensitive disk: the NFD one is left alone and reported.
         std::fs::write(fa.join(twin_nfd), "nfd twin").expect("write");
         std::fs::write(fa.join(twin_nfc), "nfc twin").expect("write");
@@ -405,10 +408,11 @@ fn an_nfd_name_on_disk_travels_in_nfc() {
             && std::fs::read_to_string(fb.join(twin_nfc)).is_ok_and(|s| s == "nfc twin")
             && std::fs::read_to_string(fa.join("\u{15f}a.txt"))
                 .is_ok_and(|s| s == "from the normalising side")
+            && std::fs::read_to_string(fb.join("R\u{e9}sum\u{e9}/cv.txt")).is_ok_and(|s| s == "cv")
     });
     assert!(arrived, "{:?} {:?}\n{}", ls(&fa), ls(&fb), p.logs());
     // A renamed its NFD file to NFC; the twin stays as it was.
-    let mut want = vec![nfc, twin_nfd, twin_nfc, "\u{15f}a.txt"];
+    let mut want = vec![nfc, twin_nfd, twin_nfc, "\u{15f}a.txt", "R\u{e9}sum\u{e9}"];
     want.sort();
     assert_eq!(ls(&fa), want);
     assert!(
@@ -421,6 +425,10 @@ fn an_nfd_name_on_disk_travels_in_nfc() {
     assert!(b_names.contains(&nfc.to_string()), "{b_names:?}");
     assert!(!b_names.contains(&nfd.to_string()), "{b_names:?}");
     assert!(!b_names.contains(&twin_nfd.to_string()), "{b_names:?}");
+    assert!(
+        b_names.contains(&"R\u{e9}sum\u{e9}".to_string()),
+        "{b_names:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(fb.join(twin_nfc)).expect("read"),
         "nfc twin"
