@@ -37,6 +37,18 @@ pub struct FolderStatus {
     pub local_bytes: u64,
     pub need_files: u64,
     pub need_bytes: u64,
+    /// How the folder's file system compares names (the running service probes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_system: Option<serde_json::Value>,
+    /// A peer's names that are another spelling of a local name here (never written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name_clashes: Vec<NameClash>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+pub struct NameClash {
+    pub name: String,
+    pub local: String,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -80,6 +92,8 @@ pub fn run(ctx: &Context, args: StatusArgs) -> anyhow::Result<()> {
             local_bytes,
             need_files: 0,
             need_bytes: 0,
+            file_system: None,
+            name_clashes: Vec::new(),
         });
     }
     let devices = config
@@ -126,6 +140,19 @@ fn print_human(status: &StatusJson) {
         );
         if let Some(e) = &f.error {
             println!("        {e}");
+        }
+        const CLASHES_SHOWN: usize = 10;
+        for c in f.name_clashes.iter().take(CLASHES_SHOWN) {
+            println!(
+                "        name clash: {:?} from a peer is {:?} here",
+                c.name, c.local
+            );
+        }
+        if f.name_clashes.len() > CLASHES_SHOWN {
+            println!(
+                "        … and {} more name clashes",
+                f.name_clashes.len() - CLASHES_SHOWN
+            );
         }
     }
     for d in &status.devices {

@@ -244,6 +244,14 @@ fn a_name_differing_only_by_case_is_a_clash_and_never_overwrites_the_local_file(
         p.logs()
     );
     assert!(p.sb.log().contains("name clash"), "logged\n{}", p.sb.log());
+    let human = p.b.run(&["status"]);
+    assert!(
+        human
+            .ok()
+            .contains("name clash: \"README.md\" from a peer is \"readme.md\" here"),
+        "{}",
+        human.stdout
+    );
     // Nothing local was overwritten, renamed or deleted, and no second spelling appeared.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
