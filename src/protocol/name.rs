@@ -83,14 +83,14 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
             // Every reserved name starts with a dot, which has no other case or
             // normalisation: only those components need folding.
             c if c.starts_with('.') => {
-                let folded = fold(c);
-                if i == 0 && folded == MARKER_COMPONENT {
+                let folded = Folded::of(c);
+                if i == 0 && folded.is(MARKER_COMPONENT) {
                     return Err(NameError::Marker);
                 }
                 if folded.starts_with(TEMP_PREFIX) {
                     return Err(NameError::TempName);
                 }
-                if i == 0 && !name.contains('/') && folded == IGNORE_FILE {
+                if i == 0 && !name.contains('/') && folded.is(IGNORE_FILE) {
                     return Err(NameError::IgnoreFile);
                 }
             }
@@ -114,6 +114,39 @@ pub fn fold(name: &str) -> String {
         .flat_map(char::to_lowercase)
         .nfc()
         .collect()
+}
+
+/// A component compared with Shoal's own (ASCII, lower-case) names in any case: ASCII
+/// components without allocating, others through [`fold`].
+enum Folded<'a> {
+    Ascii(&'a str),
+    Other(String),
+}
+
+impl<'a> Folded<'a> {
+    fn of(c: &'a str) -> Self {
+        if c.is_ascii() {
+            Folded::Ascii(c)
+        } else {
+            Folded::Other(fold(c))
+        }
+    }
+
+    fn is(&self, reserved: &str) -> bool {
+        match self {
+            Folded::Ascii(c) => c.eq_ignore_ascii_case(reserved),
+            Folded::Other(f) => f == reserved,
+        }
+    }
+
+    fn starts_with(&self, prefix: &str) -> bool {
+        match self {
+            Folded::Ascii(c) => c
+                .get(..prefix.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(prefix)),
+            Folded::Other(f) => f.starts_with(prefix),
+        }
+    }
 }
 
 /// `name` in NFC.
