@@ -386,9 +386,6 @@ async fn pull(
     for (name, e) in &report.failed {
         warn!(%name, error = %e, "pull failed; will retry");
     }
-    for (name, local) in &report.clashes {
-        warn!(%name, %local, "name clash: the peer's name is this local name on this file system; neither is written (rename one of them)");
-    }
     // The folder keeps syncing what it can; what failed is shown and retried.
     let mut errors = Vec::new();
     if let Some((name, e)) = report.failed.first() {
@@ -401,6 +398,13 @@ async fn pull(
     let clashes = {
         let mut map = lock(&shared.folders);
         let rt = map.entry(folder.id.clone()).or_default();
+        // Logged when first met, not at every retry.
+        for c in &report.clashes {
+            if !rt.name_clashes.contains(c) {
+                let (name, local) = c;
+                warn!(%name, %local, "name clash: the peer's name is this local name on this file system; neither is written (rename one of them)");
+            }
+        }
         if let Some(batch) = &batch {
             rt.name_clashes.retain(|(n, _)| !batch.contains(n));
         }
