@@ -53,6 +53,7 @@
 
 use super::fsops::FolderFs;
 use crate::protocol::name::{fold, to_nfc};
+use crate::protocol::{FileInfo, FileType};
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -290,17 +291,16 @@ impl<'a> Spellings<'a> {
 
 /// Splits a batch's `updates` into those applied before its `deletions` and those that
 /// must wait until the deletions are done: on a folding file system, updates whose name,
-/// or a parent's, is another spelling of a name the batch deletes (a case-only rename of a
-/// directory, or of an empty file), so that the old spelling is gone before the new one
-/// is written. `keeps_inode` says that an update is a file moved from its old spelling by
-/// a rename: it goes first, as usual (inside a respelled directory it waits too, and its
-/// content comes from local blocks or a peer).
+/// or a parent's, is another spelling of a name the batch deletes, unless that entry is
+/// moved to its new spelling ([`NameGuard::case_source`]). What waits is written once the
+/// old spelling is gone (an entry whose old spelling could not be moved: a symlink, or a
+/// file or directory changed at the same time).
 pub fn split_late<T>(
     caps: FsCaps,
     updates: Vec<T>,
     deletions: &[T],
     name: impl Fn(&T) -> &str,
-    keeps_inode: impl Fn(&T) -> bool,
+    moved: impl Fn(&T) -> bool,
 ) -> (Vec<T>, Vec<T>) {
     if !caps.folds() || deletions.is_empty() {
         return (updates, Vec::new());
@@ -314,11 +314,25 @@ pub fn split_late<T>(
             .get(&caps.key(prefix))
             .is_some_and(|spellings| !spellings.contains(&prefix))
     };
-    updates.into_iter().partition(|u| {
-        let n = name(u);
-        let parent_respelled = n.match_indices('/').any(|(j, _)| respelled(&n[..j]));
-        !(parent_respelled || (respelled(n) && !keeps_inode(u)))
-    })
+    // Directories moved to their new spelling take their content along.
+    let moved_dirs: std::collections::HashSet<&str> =
+        updates.iter().filter(|u| moved(u)).map(&name).collect();
+    let late: Vec<bool> = updates
+        .iter()
+        .map(|u| {
+            let n = name(u);
+            let mut parents = n.match_indices('/').map(|(j, _)| &n[..j]);
+            // Inside a moved directory everything has its new spelling already.
+            if parents.clone().any(|p| moved_dirs.contains(p)) {
+                return false;
+            }
+            parents.any(respelled) || (respelled(n) && !moved(u))
+        })
+        .collect();
+    let mut late = late.into_iter();
+    updates
+        .into_iter()
+        .partition(|_| !late.next().unwrap_or(false))
 }
 
 /// What the puller may do with one remote entry, as far as names go.
@@ -327,6 +341,9 @@ pub enum Verdict {
     Go,
     /// `rename_from` is this very entry under another spelling (a case-only rename).
     SameFile,
+    /// The entry is on disk under this name already, moved along with its directory: it
+    /// is the old spelling's local entry, to compare the disk with.
+    Replaces(Box<FileInfo>),
     /// It clashes with this name (on disk, or earlier in the batch): leave both alone.
     Clash(String),
     /// A deletion whose name is on disk only under another spelling: nothing to remove.
@@ -339,6 +356,9 @@ pub struct NameGuard<'a> {
     spellings: Spellings<'a>,
     /// Key → the name of this batch that took it.
     claimed: HashMap<String, String>,
+    /// Key → a live local entry this batch deletes, whose disk state matches the index:
+    /// the old spelling of a case-only rename, when an update has its key.
+    deleted: HashMap<String, FileInfo>,
 }
 
 impl<'a> NameGuard<'a> {
@@ -347,7 +367,40 @@ impl<'a> NameGuard<'a> {
             caps,
             spellings: Spellings::new(fs, caps),
             claimed: HashMap::new(),
+            deleted: HashMap::new(),
         }
+    }
+
+    /// Notes a live local entry that this batch deletes and that is on disk as the index
+    /// says: it may be the old spelling of an update's name.
+    pub fn note_deletion(&mut self, local: &FileInfo) {
+        if self.caps.folds() && !local.deleted {
+            self.deleted
+                .insert(self.caps.key(&local.name), local.clone());
+        }
+    }
+
+    /// The batch's deletions are applied: their entries are no rename sources any more.
+    pub fn deletions_done(&mut self) {
+        self.deleted.clear();
+    }
+
+    /// The old spelling of `remote`, deleted in this batch, when `remote` is that same
+    /// entry renamed only in case or normalisation: a directory, or a file with the same
+    /// content. Moving it keeps the inode and, for a directory, everything inside.
+    pub fn case_source(&self, remote: &FileInfo) -> Option<String> {
+        if !self.caps.folds() || remote.deleted {
+            return None;
+        }
+        let old = self.deleted.get(&self.caps.key(&remote.name))?;
+        let same = old.name != remote.name
+            && old.file_type == remote.file_type
+            && match remote.file_type {
+                FileType::Dir => true,
+                FileType::File => old.blocks == remote.blocks,
+                FileType::Symlink => false,
+            };
+        same.then(|| old.name.clone())
     }
 
     pub fn caps(&self) -> FsCaps {
@@ -386,10 +439,19 @@ impl<'a> NameGuard<'a> {
                 return Verdict::Clash(other.clone());
             }
         }
+        let respelled_from = rename_from
+            .filter(|f| *f != name && self.caps.key(f) == self.caps.key(name))
+            .is_some();
         let verdict = match on_disk {
             OnDisk::Other(disk) if rename_from == Some(disk.as_str()) => Verdict::SameFile,
             OnDisk::Other(disk) => return Verdict::Clash(disk),
-            _ => Verdict::Go,
+            // Already under its new spelling: moved along with its renamed directory.
+            OnDisk::Exact if respelled_from => Verdict::SameFile,
+            OnDisk::Exact => match self.deleted.get(&self.caps.key(name)) {
+                Some(old) if old.name != name => Verdict::Replaces(Box::new(old.clone())),
+                _ => Verdict::Go,
+            },
+            OnDisk::Absent => Verdict::Go,
         };
         for p in prefixes {
             self.claimed
@@ -536,13 +598,18 @@ mod tests {
 
     #[test]
     fn updates_under_a_deleted_spelling_wait_for_the_deletions() {
-        let updates = vec!["Docs", "Docs/a", "Foo", "bar", "empty"];
-        let deletions = ["docs/a", "docs", "foo", "EMPTY"];
-        // "Foo" is moved from "foo" by a rename; "empty" has no content to move.
-        let split = |caps| split_late(caps, updates.clone(), &deletions, |n| n, |n| *n == "Foo");
+        let updates = vec!["Docs", "Docs/a", "Foo", "Link", "Pics", "Pics/b", "bar"];
+        let deletions = ["docs/a", "docs", "foo", "link", "pics/b", "pics"];
+        // "Foo" and "Pics" are moved from their old spellings; "Link" (a symlink) and
+        // "Docs" (say, changed meanwhile) are not.
+        let moved = |n: &&str| matches!(*n, "Foo" | "Pics");
+        let split = |caps| split_late(caps, updates.clone(), &deletions, |n| n, moved);
         assert_eq!(
             split(FsCaps::ASSUMED),
-            (vec!["Foo", "bar"], vec!["Docs", "Docs/a", "empty"])
+            (
+                vec!["Foo", "Pics", "Pics/b", "bar"],
+                vec!["Docs", "Docs/a", "Link"]
+            )
         );
         assert_eq!(split(FsCaps::PLAIN), (updates.clone(), vec![]));
     }

@@ -266,33 +266,43 @@ pub fn pull_batch(
             )
         })
         .collect();
+    // Case-insensitive or normalising file systems: never write over another spelling; a
+    // case-only rename moves the entry; what cannot be moved waits for the deletions.
     let mut guard = super::names::NameGuard::new(&fs, shared.fs_caps(&folder.id));
-    // Case-only renames of directories and empty files on a case-insensitive file system
-    // free the old spelling first.
-    let caps = guard.caps();
+    if guard.caps().folds() {
+        for (r, l, _) in &deletions {
+            if let Some(l) = l
+                && disk_matches(&fs, Some(l), &r.name)
+            {
+                guard.note_deletion(l);
+            }
+        }
+    }
     let (updates, late) = super::names::split_late(
-        caps,
+        guard.caps(),
         updates,
         &deletions,
         |w| w.0.name.as_str(),
-        |w| rename_source(&renames, &w.0).is_some_and(|f| caps.key(&f) == caps.key(&w.0.name)),
+        |w| guard.case_source(&w.0).is_some(),
     );
     let late_from = updates.len() + deletions.len();
     for (i, (remote, local, dev)) in updates.into_iter().chain(deletions).chain(late).enumerate() {
         if i == late_from {
             // The deletions are done: their files are no rename sources any more.
             renames.clear();
+            guard.deletions_done();
         }
         let name = remote.name.clone();
-        // Case-insensitive or normalising file systems: never write over another spelling.
-        let rename_from = guard
-            .caps()
-            .folds()
-            .then(|| rename_source(&renames, &remote))
-            .flatten();
-        let same_file = match guard.check(&name, remote.deleted, rename_from.as_deref()) {
-            super::names::Verdict::Go => false,
-            super::names::Verdict::SameFile => true,
+        let rename_from = guard.caps().folds().then(|| {
+            guard
+                .case_source(&remote)
+                .or_else(|| rename_source(&renames, &remote))
+        });
+        let rename_from = rename_from.flatten();
+        let (same_file, local) = match guard.check(&name, remote.deleted, rename_from.as_deref()) {
+            super::names::Verdict::Go => (false, local),
+            super::names::Verdict::SameFile => (true, local),
+            super::names::Verdict::Replaces(old) => (false, Some(*old)),
             super::names::Verdict::Clash(other) => {
                 report.clashes.push((name, other));
                 continue;
@@ -320,19 +330,30 @@ pub fn pull_batch(
                     });
                 }
             }),
-            (false, FileType::Dir) => fs
-                .mkdir(&name, perms(folder, &remote, 0o755))
-                .and_then(|()| fs.chmod_dir(&name, perms(folder, &remote, 0o755)))
-                .and_then(|()| stat_change(&fs, &remote))
-                .map(|c| done.push(c)),
+            (false, FileType::Dir) => match (same_file, rename_from.as_deref()) {
+                // A case-only rename: the directory moves with everything in it.
+                (true, Some(from)) => guard.rename(&fs, from, &name),
+                _ => Ok(()),
+            }
+            .and_then(|()| fs.mkdir(&name, perms(folder, &remote, 0o755)))
+            .and_then(|()| fs.chmod_dir(&name, perms(folder, &remote, 0o755)))
+            .and_then(|()| stat_change(&fs, &remote))
+            .map(|c| done.push(c)),
             (false, FileType::Symlink) => fs
                 .symlink(&name, &remote.symlink_target)
                 .and_then(|()| stat_change(&fs, &remote))
                 .map(|c| done.push(c)),
             (false, FileType::File) => {
-                if let Some(old) = renames.remove(&remote.blocks_hash())
-                    && !remote.blocks.is_empty()
-                {
+                let moved_from = match (same_file, &rename_from) {
+                    (true, Some(from)) => {
+                        renames.retain(|_, n| n != from);
+                        Some(from.clone())
+                    }
+                    _ => renames
+                        .remove(&remote.blocks_hash())
+                        .filter(|_| !remote.blocks.is_empty()),
+                };
+                if let Some(old) = moved_from {
                     // The same content was deleted under another name in this batch: a
                     // rename on the other side. Move it instead of copying it.
                     guard

@@ -342,20 +342,56 @@ fn a_case_only_rename_arrives_as_a_rename_on_both_kinds_of_file_system() {
     // Case-insensitive B to case-sensitive A.
     rename_arrives(&p, &p.b, &p.a, "Foo.txt", "FOO.txt");
     assert_eq!(std::fs::read(fb.join("FOO.txt")).expect("read"), content);
-    // A directory and an empty file change case too (no inode promised: see sync::names).
+    // A directory (with what is inside) and an empty file change case too: on the
+    // case-insensitive side they are moved, not recreated.
+    let ino = |p: &Path| std::fs::symlink_metadata(p).expect("stat").ino();
+    let before = [
+        ino(&fb.join("Dir")),
+        ino(&fb.join("Dir/inner.txt")),
+        ino(&fb.join("empty")),
+    ];
     std::fs::rename(fa.join("Dir"), fa.join("dir")).expect("rename");
     std::fs::rename(fa.join("empty"), fa.join("Empty")).expect("rename");
     let done = wait_until(Duration::from_secs(30), || {
         ls(&fb) == ["Empty", "FOO.txt", "dir"] && tree(&fa) == tree(&fb)
     });
     assert!(done, "{:?} vs {:?}\n{}", ls(&fa), ls(&fb), p.logs());
+    let after = [
+        ino(&fb.join("dir")),
+        ino(&fb.join("dir/inner.txt")),
+        ino(&fb.join("Empty")),
+    ];
+    assert_eq!(before, after, "moved with rename(2), not recreated");
+    assert!(
+        !p.sb.log().contains("pull failed"),
+        "no failed step on the way\n{}",
+        p.sb.log()
+    );
+    // A case-only rename of a directory with an edit inside, at once.
+    let dir_ino = ino(&fb.join("dir"));
+    std::fs::rename(fa.join("dir"), fa.join("DIR")).expect("rename");
+    std::fs::write(fa.join("DIR/inner.txt"), "edited inside").expect("write");
+    let done = wait_until(Duration::from_secs(30), || {
+        ls(&fb) == ["DIR", "Empty", "FOO.txt"]
+            && std::fs::read_to_string(fb.join("DIR/inner.txt")).is_ok_and(|s| s == "edited inside")
+            && tree(&fa) == tree(&fb)
+    });
+    assert!(
+        done,
+        "{:?} vs {:?}\n{}",
+        tree(&fa).keys(),
+        tree(&fb).keys(),
+        p.logs()
+    );
+    assert_eq!(ino(&fb.join("DIR")), dir_ino, "the directory was moved");
     // No clash, no conflict copy, no leftover on either side.
     for d in [&p.a, &p.b] {
         let st = folder_status(d);
         assert_eq!(st["name_clashes"], serde_json::json!([]), "{st}");
     }
-    assert_eq!(ls(&fa), ["Empty", "FOO.txt", "dir"]);
-    assert_eq!(ls(&fa.join("dir")), ["inner.txt"]);
+    assert_eq!(ls(&fa), ["DIR", "Empty", "FOO.txt"]);
+    assert_eq!(ls(&fa.join("DIR")), ["inner.txt"]);
+    assert_eq!(ls(&fb.join("DIR")), ["inner.txt"]);
 }
 
 #[test]
