@@ -28,15 +28,19 @@
 //! - **Case-only renames.** `foo` renamed `Foo` on one device arrives as a deletion of
 //!   `foo` and a new `Foo` with the same content; the puller moves the file with rename(2)
 //!   (same inode, no data copied) instead of copying and deleting. On a folding file
-//!   system, `Foo` "exists" already as `foo` itself: the same file is not a clash. Linux's
-//!   own case-insensitive file systems (ext4 casefold) ignore a rename between two
-//!   spellings of one entry; when the spelling did not change, the rename goes through an
-//!   intermediate name (`.shoal-case-…` beside it; a crash between the two leaves the file
-//!   under that name, where the next scan finds it: nothing is lost). A directory, or an
-//!   empty file, that only changes case has no content to move: on a folding file system
-//!   the updates under its new spelling wait until the batch's deletions have removed the
-//!   old one ([`split_late`]), then it is created anew (a directory's files come from
-//!   other local files holding the same blocks, else from the peer again).
+//!   system, `Foo` "exists" already as `foo` itself: the same file is not a clash. There a
+//!   directory (`Docs` → `docs`) is moved the same way, with everything in it, and so is
+//!   an empty file ([`NameGuard::case_source`]); entries inside a moved directory are
+//!   compared with their old spelling's index entry (an edit made together with the
+//!   rename is then applied as usual), and the old spellings' deletions remove nothing.
+//!   An entry that cannot be moved (a symlink, or a file changed at the same time) waits
+//!   until the batch's deletions have removed its old spelling, then is written anew
+//!   ([`split_late`]). Linux's own case-insensitive file systems (ext4 casefold) ignore a
+//!   rename between two spellings of one entry; when the spelling did not change, the
+//!   rename goes through an intermediate name (`.shoal-case-…` beside it; a crash between
+//!   the two leaves the entry under that name, where the next scan finds it: nothing is
+//!   lost). On a case-sensitive file system a directory's case-only rename arrives as a
+//!   new directory whose files are moved into it (same inodes), the old one removed.
 //! - **What folds.** Names are compared by [`crate::protocol::name::fold`]: NFC, upper-
 //!   then lower-cased, NFC. It folds a little more than some file systems do (`ß`/`ss`):
 //!   such an over-eager match is reported as a clash, never written over.
