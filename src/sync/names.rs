@@ -618,6 +618,72 @@ mod tests {
         assert_eq!(split(FsCaps::PLAIN), (updates.clone(), vec![]));
     }
 
+    fn entry(name: &str, file_type: FileType, content: &[u8]) -> FileInfo {
+        let blocks = if content.is_empty() {
+            vec![]
+        } else {
+            vec![crate::protocol::BlockInfo {
+                hash: crate::protocol::BlockHash::of(content),
+                size: content.len() as u32,
+            }]
+        };
+        FileInfo {
+            name: name.into(),
+            file_type,
+            size: content.len() as u64,
+            permissions: 0o644,
+            modified_ns: 1,
+            modified_by: crate::identity::ShortId(1),
+            deleted: false,
+            version: crate::protocol::Vector::new(),
+            sequence: 1,
+            blocks,
+            symlink_target: String::new(),
+        }
+    }
+
+    #[test]
+    fn case_only_renames_are_recognised_by_key_type_and_content() {
+        let (dir, fs) = folder();
+        // The directory was moved to its new spelling already; its file went along.
+        std::fs::create_dir(dir.path().join("Pics")).expect("mkdir");
+        std::fs::write(dir.path().join("Pics/b"), "old").expect("write");
+        let mut g = NameGuard::new(&fs, FsCaps::ASSUMED);
+        g.note_deletion(&entry("pics", FileType::Dir, b""));
+        g.note_deletion(&entry("pics/b", FileType::File, b"old"));
+        g.note_deletion(&entry("link", FileType::Symlink, b""));
+        g.note_deletion(&entry("e", FileType::File, b""));
+        let pics = entry("Pics", FileType::Dir, b"");
+        assert_eq!(g.case_source(&pics).as_deref(), Some("pics"));
+        assert_eq!(g.check("Pics", false, Some("pics")), Verdict::SameFile);
+        // Same content: the same file; new content: replaces what moved along.
+        let same = entry("Pics/b", FileType::File, b"old");
+        assert_eq!(g.case_source(&same).as_deref(), Some("pics/b"));
+        let edited = entry("Pics/b", FileType::File, b"new");
+        assert_eq!(g.case_source(&edited), None);
+        match g.check("Pics/b", false, None) {
+            Verdict::Replaces(old) => assert_eq!(old.name, "pics/b"),
+            other => panic!("{other:?}"),
+        }
+        // Symlinks are written anew; empty files move like any file.
+        assert_eq!(g.case_source(&entry("LINK", FileType::Symlink, b"")), None);
+        assert_eq!(
+            g.case_source(&entry("E", FileType::File, b"")).as_deref(),
+            Some("e")
+        );
+        // Another type is no rename.
+        assert_eq!(g.case_source(&entry("E", FileType::Dir, b"")), None);
+        // The old spellings' deletions remove nothing.
+        assert_eq!(g.check("pics/b", true, None), Verdict::NotHere);
+        assert_eq!(g.check("pics", true, None), Verdict::NotHere);
+        g.deletions_done();
+        assert_eq!(g.case_source(&pics), None);
+        // Nothing of this where names do not fold.
+        let mut plain = NameGuard::new(&fs, FsCaps::PLAIN);
+        plain.note_deletion(&entry("pics", FileType::Dir, b""));
+        assert_eq!(plain.case_source(&pics), None);
+    }
+
     #[test]
     fn the_cache_follows_renames() {
         let (dir, fs) = folder();
