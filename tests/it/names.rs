@@ -384,14 +384,28 @@ fn a_case_only_rename_arrives_as_a_rename_on_both_kinds_of_file_system() {
         p.logs()
     );
     assert_eq!(ino(&fb.join("DIR")), dir_ino, "the directory was moved");
+    // And back from the case-insensitive side: the file inside is moved on A.
+    let inner_ino = ino(&fa.join("DIR/inner.txt"));
+    std::fs::rename(fb.join("DIR"), fb.join("Dir")).expect("rename");
+    let done = wait_until(Duration::from_secs(30), || {
+        ls(&fa) == ["Dir", "Empty", "FOO.txt"] && tree(&fa) == tree(&fb)
+    });
+    assert!(
+        done,
+        "{:?} vs {:?}\n{}",
+        tree(&fa).keys(),
+        tree(&fb).keys(),
+        p.logs()
+    );
+    assert_eq!(ino(&fa.join("Dir/inner.txt")), inner_ino, "moved on A");
     // No clash, no conflict copy, no leftover on either side.
     for d in [&p.a, &p.b] {
         let st = folder_status(d);
         assert_eq!(st["name_clashes"], serde_json::json!([]), "{st}");
     }
-    assert_eq!(ls(&fa), ["DIR", "Empty", "FOO.txt"]);
-    assert_eq!(ls(&fa.join("DIR")), ["inner.txt"]);
-    assert_eq!(ls(&fb.join("DIR")), ["inner.txt"]);
+    assert_eq!(ls(&fa), ["Dir", "Empty", "FOO.txt"]);
+    assert_eq!(ls(&fa.join("Dir")), ["inner.txt"]);
+    assert_eq!(ls(&fb.join("Dir")), ["inner.txt"]);
 }
 
 #[test]
