@@ -491,6 +491,19 @@ fn an_nfd_name_on_disk_travels_in_nfc() {
         std::fs::read_to_string(fb.join(twin_nfc)).expect("read"),
         "nfc twin"
     );
+    // A name written while the service runs (found by the watcher) goes the same way.
+    std::fs::write(fa.join("Zo\u{308}e.txt"), "live").expect("write");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(fb.join("Z\u{f6}e.txt")).is_ok_and(|s| s == "live")
+                && ls(&fa).contains(&"Z\u{f6}e.txt".to_string())
+                && !ls(&fa).contains(&"Zo\u{308}e.txt".to_string())
+        }),
+        "{:?} {:?}\n{}",
+        ls(&fa),
+        ls(&fb),
+        p.logs()
+    );
     // The index holds NFC names only, on both sides.
     for d in [&p.a, &p.b] {
         let out = d.run(&["ls", "f", "--json"]);
