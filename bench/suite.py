@@ -21,6 +21,8 @@ Cases:
            20,000 files already indexed (after S)
   text     a real compressible tree (/usr/include, C/C++ headers): bytes on the wire next
            to `rsync -a` and `rsync -az` over a local pipe (`--stats`, bytes sent)
+  scale    1,000,000 small files on two devices seeded alike (Shoal only, once per run, not
+           per repetition): peak RSS, database bytes per file, warm rescan (bench/scale.py)
 
 Reported per case and run: wall time, bytes on the wire each way (the tool's own counters,
 and the kernel's TCP counters of the connection as a cross-check), peak RSS (VmHWM) and CPU
@@ -57,14 +59,16 @@ DATA = WORK / "suite"
 RESULTS = ROOT / "bench" / "results" / "suite.md"
 KiB, MiB = 1 << 10, 1 << 20
 CLK = os.sysconf("SC_CLK_TCK")
-ALL_CASES = ["L", "S", "D1", "D2", "R", "P", "startup", "text"]
+ALL_CASES = ["L", "S", "D1", "D2", "R", "P", "startup", "text", "scale"]
 FOLDER_ID = "bench"
 SETTLE = 1.0  # seconds after B equals A before wire/CPU/RSS are read (late index updates)
 
 FULL = dict(l_files=4, l_size=256 * MiB, s_dirs=200, s_per_dir=100, s_size=4 * KiB,
-            r_size=24 * MiB, p_shoal=100, p_syncthing=10, startup=5, text="full", timeout=600)
+            r_size=24 * MiB, p_shoal=100, p_syncthing=10, startup=5, text="full", timeout=600,
+            scale_files=1_000_000)
 QUICK = dict(l_files=4, l_size=16 * MiB, s_dirs=20, s_per_dir=100, s_size=4 * KiB,
-             r_size=4 * MiB, p_shoal=20, p_syncthing=2, startup=3, text="quick", timeout=300)
+             r_size=4 * MiB, p_shoal=20, p_syncthing=2, startup=3, text="quick", timeout=300,
+             scale_files=20_000)
 D_CHANGE = 1 * MiB
 
 # Targets from issue 8 (Shoal's; Syncthing's figures are shown next to them for context).
@@ -77,6 +81,7 @@ TARGETS = {
     "P": "p50 ≤ 150 ms, p99 ≤ 500 ms",
     "startup": "≤ 50 ms",
     "text": "no target: bytes on the wire next to rsync",
+    "scale": "≤ 300 MiB RSS, ≤ 400 B of database per file, warm rescan ≤ 10 s (1,000,000 files)",
 }
 
 LIVE = {}  # pid -> Popen of every long-running process this script started
@@ -1368,6 +1373,13 @@ def report(results, meta, cfg, cases, reps):
         summary.append(f"| startup | {TARGETS['startup']} | {cells.get('shoal', '–')} | {cells.get('syncthing', '–')} | "
                        f"{'PASS' if v else 'MISS' if v is not None else '–'} |")
 
+    if "scale" in cases and "scale" in results:
+        import scale as scale_case
+        text, verdict = scale_case.report(results["scale"])
+        sc = results["scale"]
+        summary.append(f"| scale | {TARGETS['scale']} | RSS {max(sc['rss_a'], sc['rss_b']) / MiB:.0f} MiB, "
+                       f"{sc['db_bytes'] / sc['files']:.0f} B/file, warm {max(sc['warm']):.2f} s | not run | {verdict} |")
+        sections.append(text)
     out.append("## Summary\n")
     out += summary
     out.append("")
@@ -1577,6 +1589,11 @@ def main():
                 ref_copy(T, run_dir, results, "text", with_b3=False)
                 for tool in order:
                     text_session(tool, rep, cfg, run_dir, shoal_bin, results)
+        if "scale" in cases:
+            sys.modules.setdefault("suite", sys.modules[__name__])  # scale.py shares this module's state
+            import scale as scale_case
+            say("== scale (once)")
+            results["scale"] = scale_case.run(shoal_bin, run_dir / "scale", cfg["scale_files"])
     finally:
         stop_all()
         scratch.close()

@@ -479,6 +479,13 @@ impl Reader {
             conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
             store::configure(&conn)?;
             let version = store::user_version(&conn)?;
+            if version == 0 && store::table_count(&conn)? == 0 {
+                // An empty database: another process (a service starting) has created the
+                // file and not yet committed its schema. Callers wait on `Locked`.
+                return Err(DbError::Locked {
+                    path: path.display().to_string(),
+                });
+            }
             if version != store::SCHEMA_VERSION {
                 if version > store::SCHEMA_VERSION {
                     return Err(DbError::NewerSchema {

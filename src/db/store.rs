@@ -96,7 +96,7 @@ fn migrate_in_transaction(conn: &Connection) -> Result<(), DbError> {
     let found = user_version(conn)?;
     refuse_newer(conn, found)?;
     if found == 0 {
-        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        let tables = table_count(conn)?;
         if tables != 0 {
             return Err(DbError::Damaged(format!(
                 "schema version 0 but {tables} tables: this is not a shoal index"
@@ -124,6 +124,11 @@ fn refuse_newer(conn: &Connection, found: i64) -> Result<(), DbError> {
         });
     }
     Ok(())
+}
+
+/// How many tables, indexes and views the database holds (0: a new, empty file).
+pub fn table_count(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?)
 }
 
 pub fn user_version(conn: &Connection) -> Result<i64, DbError> {

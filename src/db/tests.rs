@@ -914,6 +914,21 @@ fn a_database_from_a_newer_shoal_is_refused() {
 }
 
 #[test]
+fn a_reader_waits_while_another_process_creates_the_database() {
+    // A service starting creates the file and migrates it in one transaction; a command
+    // reading at that moment sees an empty database: "busy", never "damaged".
+    let (_dir, path) = temp();
+    let conn = Connection::open(&path).expect("sqlite");
+    conn.pragma_update(None, "journal_mode", "wal")
+        .expect("wal");
+    drop(conn);
+    let err = Reader::open(&path).expect_err("empty");
+    assert!(matches!(err, DbError::Locked { .. }), "{err}");
+    drop(Db::open(&path, local()).expect("migrate"));
+    Reader::open(&path).expect("ready once created");
+}
+
+#[test]
 fn a_foreign_database_is_refused() {
     let (_dir, path) = temp();
     let conn = Connection::open(&path).expect("sqlite");

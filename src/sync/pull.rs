@@ -148,6 +148,9 @@ pub fn pull_batch(
     });
     let config = shared.config();
     let mut work: Vec<(FileInfo, Option<FileInfo>, DeviceId)> = Vec::new();
+    // Version merges of identical content: one transaction for the batch (two devices
+    // seeded with the same million files merge a million versions).
+    let mut merges: Vec<LocalChange> = Vec::new();
     for name in names {
         let local = match reader.get_local(&folder.id, &name) {
             Ok(l) => l,
@@ -210,19 +213,21 @@ pub fn pull_batch(
                     merged.version = l.version.merged(&remote.version);
                     merged.modified_by = remote.modified_by;
                     if let Ok(Some(st)) = fs.lstat(&name) {
-                        report.applied.push(merged.clone());
-                        let _ = shared.db.apply_pulled(
-                            &folder.id,
-                            vec![LocalChange {
-                                info: merged,
-                                inode: st.st_ino,
-                                ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
-                            }],
-                        );
+                        merges.push(LocalChange {
+                            info: merged,
+                            inode: st.st_ino,
+                            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+                        });
                     }
                 }
             }
             Need::Pull => work.push((remote, local, dev)),
+        }
+    }
+    if !merges.is_empty() {
+        match shared.db.apply_pulled(&folder.id, merges) {
+            Ok(applied) => report.applied.extend(applied),
+            Err(e) => warn!(error = %e, "cannot record merged versions"),
         }
     }
     let need_of = |w: &[(FileInfo, Option<FileInfo>, DeviceId)]| {
