@@ -189,20 +189,7 @@ fn progress_bar(folder: &str) -> indicatif::ProgressBar {
     bar
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::sync::human_bytes;
 
 /// The opaque version string of `ls`: `SHORTID:counter` pairs.
 fn version_text(f: &FileInfo) -> String {

@@ -112,9 +112,15 @@ fn set_state(shared: &Shared, folder: &str, state: &str, error: Option<String>) 
 /// How long the watcher waits for a burst of changes to settle before scanning: short,
 /// so a single saved file propagates in well under the 150 ms target.
 const WATCH_SETTLE: Duration = Duration::from_millis(20);
-/// Backoff of failed pulls.
+/// Backoff of failed pulls (a full disk, a permission error, a device gone): 2, 4, 8, 16,
+/// then every 30 seconds while they keep failing; back to 2 once a retry pulls everything.
+/// A retry also starts at once when the folder's file system gains free space (checked
+/// every [`MARKER_CHECK`] while something waits for a retry) and when the user asks for a
+/// rescan (`shoal rescan`), so a pull resumes within seconds of the cause going away.
 const PULL_RETRY_FIRST: Duration = Duration::from_secs(2);
-const PULL_RETRY_MAX: Duration = Duration::from_secs(60);
+const PULL_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Free space gained since the last failed pull that starts a retry early.
+const RETRY_ON_FREED: u64 = 1 << 20;
 /// Names handed to the puller at once.
 const PULL_BATCH: usize = 2000;
 /// A burst that keeps going is still scanned at least this often.
@@ -206,6 +212,8 @@ async fn run_folder_live(
     let mut retry: std::collections::BTreeSet<String> = Default::default();
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut retry_delay = PULL_RETRY_FIRST;
+    // Free space on the folder's file system when a pull last failed.
+    let mut free_at_failure: Option<u64> = None;
     loop {
         if !pending_pull.is_empty() && changed.is_empty() {
             // Bounded batches keep memory flat however much a peer has for us.
@@ -221,6 +229,7 @@ async fn run_folder_live(
                 retry.extend(failed);
                 retry_at = Some(tokio::time::Instant::now() + retry_delay);
                 retry_delay = (retry_delay * 2).min(PULL_RETRY_MAX);
+                free_at_failure = free_space(&folder.path);
             } else if retry.is_empty() {
                 retry_delay = PULL_RETRY_FIRST;
             }
@@ -240,12 +249,26 @@ async fn run_folder_live(
                 if check_marker(&folder).is_err() {
                     return Flow::MarkerLost;
                 }
+                // Space came back (a file deleted, a disk grown): retry now.
+                if retry_at.is_some()
+                    && let (Some(then), Some(now)) = (free_at_failure, free_space(&folder.path))
+                    && now > then.saturating_add(RETRY_ON_FREED)
+                {
+                    info!(freed = now - then, "free space came back; retrying failed pulls");
+                    retry_at = Some(tokio::time::Instant::now());
+                }
             }
             r = requests.recv() => {
                 let Some(reply) = r else { return Flow::Cancelled };
                 let result = scan_once(&shared, &folder, None, &cancel).await;
                 let _ = reply.send(result);
                 next_full = tokio::time::Instant::now() + interval;
+                // The user may have fixed what made pulls fail: try them again now.
+                if !retry.is_empty() {
+                    retry_at = None;
+                    retry_delay = PULL_RETRY_FIRST;
+                    pending_pull.append(&mut retry);
+                }
             }
             Some(names) = pulls.recv() => {
                 pending_pull.extend(names);
@@ -281,6 +304,13 @@ async fn run_folder_live(
             }
         }
     }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+fn free_space(path: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(path)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Removes temp files left by interrupted pulls whose file is no longer needed (those of
@@ -343,6 +373,7 @@ async fn pull(
     set_state(shared, &folder.id, "syncing", None);
     let s = shared.clone();
     let f = folder.clone();
+    let tried = names.clone();
     let job = tokio::task::spawn_blocking(move || crate::sync::pull::pull_batch(&s, &f, names));
     let report = tokio::select! {
         _ = cancel.cancelled() => return Vec::new(),
@@ -371,16 +402,35 @@ async fn pull(
     for (name, e) in &report.failed {
         warn!(%name, error = %e, "pull failed; will retry");
     }
-    // The folder keeps syncing what it can; what failed is shown and retried.
-    let error = report.failed.first().map(|(name, e)| {
-        format!(
-            "{} file(s) could not be pulled (retrying): {name}: {e}",
-            report.failed.len()
-        )
-    });
+    // The folder keeps syncing what it can; what failed is shown (until it succeeds or is
+    // no longer needed: every failed name is in a later batch) and retried.
+    let error = {
+        let mut map = lock(&shared.folders);
+        let rt = map.entry(folder.id.clone()).or_default();
+        for n in &tried {
+            rt.pull_errors.remove(n);
+        }
+        for (n, e) in &report.failed {
+            rt.pull_errors.insert(n.clone(), e.clone());
+        }
+        pull_error_summary(&rt.pull_errors)
+    };
     set_state(shared, &folder.id, "idle", error);
     report.failed.into_iter().map(|(n, _)| n).collect()
 }
+
+/// The folder's `error` while files fail to pull: how many, and the first one's reason.
+fn pull_error_summary(errors: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    errors.iter().next().map(|(name, e)| {
+        format!(
+            "{} file(s) could not be pulled (retrying): {name}: {e}",
+            errors.len()
+        )
+    })
+}
+
+/// At most this many failed names are listed in `status --json`.
+const PULL_ERRORS_LISTED: usize = 100;
 
 async fn scan_once(
     shared: &Arc<Shared>,
@@ -547,12 +597,21 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
                     Ok(()) => ("idle".to_string(), None),
                     Err(e) => ("error".to_string(), Some(e.to_string())),
                 }
+            } else if rt.state != "error" && !rt.pull_errors.is_empty() {
+                // A scan in between does not hide that files keep failing.
+                (rt.state, pull_error_summary(&rt.pull_errors))
             } else {
                 (rt.state, rt.error)
             };
+            let pull_errors: Vec<_> = rt
+                .pull_errors
+                .iter()
+                .take(PULL_ERRORS_LISTED)
+                .map(|(name, e)| json!({"name": name, "error": e}))
+                .collect();
             json!({
                 "id": f.id, "label": f.label, "path": f.path, "mode": f.mode.as_str(),
-                "state": state, "error": error,
+                "state": state, "error": error, "pull_errors": pull_errors,
                 "local_files": files, "local_bytes": bytes,
                 "need_files": need_files, "need_bytes": need_bytes,
             })

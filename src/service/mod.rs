@@ -80,6 +80,8 @@ pub struct FolderRuntime {
     /// Regular files (and their bytes) this device still has to fetch or apply.
     pub need_files: u64,
     pub need_bytes: u64,
+    /// Files whose last pull failed, by name, with the reason (shown until they succeed).
+    pub pull_errors: std::collections::BTreeMap<String, String>,
 }
 
 /// What every part of the running service shares.

@@ -192,6 +192,16 @@ impl FolderFs {
         Ok(())
     }
 
+    /// The bytes an unprivileged writer may still use on this folder's file system, and
+    /// the file system's size (`statvfs`).
+    pub fn space(&self) -> io::Result<(u64, u64)> {
+        let s = rustix::fs::fstatvfs(self.root.as_fd())?;
+        Ok((
+            s.f_bavail.saturating_mul(s.f_frsize),
+            s.f_blocks.saturating_mul(s.f_frsize),
+        ))
+    }
+
     /// Makes everything written in this file system durable (one call for a whole batch
     /// of files instead of an fsync each).
     pub fn syncfs(&self) -> io::Result<()> {

@@ -193,9 +193,12 @@ pub fn pull_batch(
                                 report.conflicts.push(copy);
                                 work.push((remote, Some(l), dev));
                             }
-                            Err(e) => report
-                                .failed
-                                .push((name, format!("cannot make a conflict copy: {e}"))),
+                            Err(e) => {
+                                let why = explain(folder, &name, &e);
+                                report
+                                    .failed
+                                    .push((name, format!("cannot make a conflict copy: {why}")));
+                            }
                         }
                     }
                 }
@@ -247,6 +250,7 @@ pub fn pull_batch(
     let mut done: Vec<LocalChange> = Vec::new();
     let mut folder_fs: HashMap<String, Option<FolderFs>> = HashMap::new();
     let mut group: Vec<Prepared> = Vec::new();
+    let mut budget = Budget::new(&fs);
     // Content deleted in this batch, by block-list hash: candidates for a rename.
     let mut renames: HashMap<BlockHash, String> = deletions
         .iter()
@@ -297,6 +301,9 @@ pub fn pull_batch(
                     fs.rename(&old, &name)
                         .and_then(|()| finish_in_place(&fs, folder, &remote))
                         .map(|c| done.push(c))
+                } else if let Err(why) = budget.take(&fs, &remote) {
+                    report.failed.push((name, why));
+                    continue;
                 } else {
                     prepare(
                         &fs,
@@ -317,8 +324,9 @@ pub fn pull_batch(
             }
         };
         if let Err(e) = result {
-            warn!(folder = %folder.id, %name, error = %e, "cannot apply");
-            report.failed.push((name, e.to_string()));
+            let why = explain(folder, &name, &e);
+            warn!(folder = %folder.id, %name, error = %why, "cannot apply");
+            report.failed.push((name, why));
         }
     }
     fetch_group(shared, folder, &mut group, &mut ready, &mut report);
@@ -334,10 +342,17 @@ pub fn pull_batch(
             fs.syncfs()
         };
         if let Err(e) = synced {
+            // Nothing of the batch goes in place. A full disk can show up only here (some
+            // file systems allocate at writeback): the temp files go, they would hold the
+            // space that others need.
             for r in ready.drain(..) {
+                if is_disk_full(&e) {
+                    let _ = fs.remove_file(&r.temp);
+                }
+                let why = explain(folder, &r.remote.name, &e);
                 report
                     .failed
-                    .push((r.remote.name, format!("sync failed: {e}")));
+                    .push((r.remote.name, format!("cannot make it durable: {why}")));
             }
         }
         for r in ready {
@@ -348,7 +363,10 @@ pub fn pull_batch(
                 .and_then(|()| stat_change(&fs, &r.remote));
             match res {
                 Ok(c) => done.push(c),
-                Err(e) => report.failed.push((name, e.to_string())),
+                Err(e) => {
+                    let why = explain(folder, &name, &e);
+                    report.failed.push((name, why));
+                }
             }
         }
     }
@@ -367,6 +385,106 @@ pub fn pull_batch(
         }
     }
     report
+}
+
+/// Space the puller leaves free on a folder's file system: 1 % of its size, at most
+/// 256 MiB (Syncthing keeps 1 % by default). A pull never takes the last bytes that the
+/// index, the user's programs or the next small file need.
+fn reserve(total: u64) -> u64 {
+    (total / 100).min(256 << 20)
+}
+
+/// What a batch may still write on the folder's file system: the free space less the
+/// reserve, less what the files already started in this batch will take. A file that does
+/// not fit is not started (and its partial temp file from an earlier try goes, freeing its
+/// space), so the files that fit still arrive; it is retried later.
+struct Budget {
+    /// `None` when the file system does not say (then writes just go, and a full disk
+    /// shows up as `ENOSPC`, handled the same way).
+    left: Option<u64>,
+    free: u64,
+    reserve: u64,
+}
+
+impl Budget {
+    fn new(fs: &FolderFs) -> Self {
+        match fs.space() {
+            Ok((free, total)) => Budget {
+                left: Some(free.saturating_sub(reserve(total))),
+                free,
+                reserve: reserve(total),
+            },
+            Err(_) => Budget {
+                left: None,
+                free: 0,
+                reserve: 0,
+            },
+        }
+    }
+
+    /// Claims the bytes `remote` still needs beyond its temp file; a message saying what
+    /// to do when they are not there.
+    fn take(&mut self, fs: &FolderFs, remote: &FileInfo) -> Result<(), String> {
+        let Some(left) = self.left else {
+            return Ok(());
+        };
+        let temp = FolderFs::temp_name(&remote.name);
+        let have = match fs.lstat(&temp) {
+            Ok(Some(st)) => (st.st_blocks as u64).saturating_mul(512).min(remote.size),
+            _ => 0,
+        };
+        let need = remote.size - have;
+        if need <= left {
+            self.left = Some(left - need);
+            return Ok(());
+        }
+        if have > 0 {
+            let _ = fs.remove_file(&temp);
+        }
+        Err(format!(
+            "not enough free space: it needs {}, {} has {} free and Shoal leaves {} of that \
+             unused; free some space on that disk (the pull resumes by itself)",
+            super::human_bytes(remote.size),
+            fs.path.display(),
+            super::human_bytes(self.free),
+            super::human_bytes(self.reserve),
+        ))
+    }
+}
+
+fn is_disk_full(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error()
+        .is_some_and(|c| c == Errno::NOSPC.raw_os_error() || c == Errno::DQUOT.raw_os_error())
+}
+
+/// An I/O failure while applying `name`, in words that say what to do about it.
+fn explain(folder: &FolderConfig, name: &str, e: &io::Error) -> String {
+    use rustix::io::Errno;
+    let path = folder.path.join(name);
+    let dir = path.parent().unwrap_or(&folder.path).to_path_buf();
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOSPC | Errno::DQUOT) => format!(
+            "{e}: the disk (or quota) holding {} is full; free some space (the pull resumes \
+             by itself)",
+            folder.path.display()
+        ),
+        Some(Errno::ACCESS | Errno::PERM) => format!(
+            "{e}: the user running Shoal (uid {}) may not write {} in {}; fix the owner or \
+             permissions (the pull resumes by itself)",
+            rustix::process::geteuid().as_raw(),
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            dir.display()
+        ),
+        Some(Errno::ROFS) => format!(
+            "{e}: {} is on a read-only file system; remount it read-write (the pull resumes \
+             by itself)",
+            folder.path.display()
+        ),
+        _ => e.to_string(),
+    }
 }
 
 /// Permission bits to apply: never setuid, setgid or sticky; `ignore_perms` keeps a
@@ -560,6 +678,7 @@ fn fetch_group(
     let mut inflight: VecDeque<Waiting> = VecDeque::new();
     let mut bytes_out = 0u64;
     let mut conns: HashMap<DeviceId, Option<ConnHandle>> = HashMap::new();
+    let mut drop_temp: Vec<usize> = Vec::new();
     while !queue.is_empty() || !inflight.is_empty() {
         while let Some((i, off, b, tries)) = queue.front().copied() {
             if !inflight.is_empty()
@@ -615,7 +734,11 @@ fn fetch_group(
             && BlockHash::of(&resp.data) == b.hash;
         if good {
             if let Err(e) = p.file.write_all_at(&resp.data, off) {
-                failed.insert(i, e.to_string());
+                if is_disk_full(&e) {
+                    // A partial temp file would hold the space forever: it goes now.
+                    drop_temp.push(i);
+                }
+                failed.insert(i, explain(folder, &p.remote.name, &e));
             }
             report.bytes_from_peers += u64::from(b.size);
             continue;
@@ -640,6 +763,10 @@ fn fetch_group(
     }
     for (i, p) in group.drain(..).enumerate() {
         if let Some(e) = failed.remove(&i) {
+            if drop_temp.contains(&i) {
+                drop(p.file);
+                let _ = fs.remove_file(&p.temp);
+            }
             report.failed.push((p.remote.name, e));
             continue;
         }
@@ -655,7 +782,14 @@ fn fetch_group(
                     ready.iter_mut().for_each(|r| r.file = None);
                 }
             }
-            Err(e) => report.failed.push((p.remote.name, e.to_string())),
+            Err(e) => {
+                if is_disk_full(&e) {
+                    drop(p.file);
+                    let _ = fs.remove_file(&p.temp);
+                }
+                let why = explain(folder, &p.remote.name, &e);
+                report.failed.push((p.remote.name, why));
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: the real `shoal` binary on temp homes.
 
 mod cli;
+mod disk;
 mod harness;
 mod hostile;
 mod safety;
