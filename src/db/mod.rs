@@ -355,6 +355,27 @@ impl Db {
         self.request(move |conn| store::update_remote(conn, &folder, device, index_id, files))
     }
 
+    /// Stores a peer's index entries and forgets what we held of the names it marks
+    /// invalid (see `store::update_remote` and `store::forget_remote_names`), in one
+    /// transaction.
+    pub fn update_remote_with_invalid(
+        &self,
+        folder: &str,
+        device: DeviceId,
+        index_id: u64,
+        files: Vec<FileInfo>,
+        invalid: Vec<(String, u64)>,
+    ) -> Result<(), DbError> {
+        let folder = folder.to_string();
+        self.request(move |conn| {
+            store::update_remote(conn, &folder, device, index_id, files)?;
+            if invalid.is_empty() {
+                return Ok(());
+            }
+            store::forget_remote_names(conn, &folder, device, index_id, &invalid)
+        })
+    }
+
     /// `update_remote` without waiting (see `submit_local`).
     pub fn submit_remote(
         &self,

@@ -881,20 +881,7 @@ pub fn update_remote(
             "device {device} is the local device; its entries are written with update_local"
         )));
     }
-    let mut max = match index_row(conn, folder, dev)? {
-        Some((id, max)) if id == index_id => max,
-        held => {
-            if held.is_some() {
-                drop_rows(conn, folder, dev)?;
-            }
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO indexes (folder, device, index_id, max_sequence) \
-                 VALUES (?1, ?2, ?3, 0)",
-            )?
-            .execute(params![folder, dev, to_i64(index_id)])?;
-            0
-        }
-    };
+    let mut max = remote_index_start(conn, folder, dev, index_id)?;
     let start = max;
     let mut devices = Devices::new(conn);
     let mut orphan_lists = Vec::new();
@@ -943,6 +930,76 @@ pub fn update_remote(
             orphan_lists.push(old);
         }
         max = max.max(info.sequence);
+    }
+    if max != start {
+        set_max_sequence(conn, folder, dev, max)?;
+    }
+    collect_lists(conn, &orphan_lists)?;
+    Ok(())
+}
+
+/// How far we hold the peer's index `index_id`; a different one from the one held means
+/// the peer's index was reset: what we held of it is dropped (a full index follows).
+fn remote_index_start(
+    conn: &Connection,
+    folder: i64,
+    dev: i64,
+    index_id: u64,
+) -> Result<u64, DbError> {
+    Ok(match index_row(conn, folder, dev)? {
+        Some((id, max)) if id == index_id => max,
+        held => {
+            if held.is_some() {
+                drop_rows(conn, folder, dev)?;
+            }
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO indexes (folder, device, index_id, max_sequence) \
+                 VALUES (?1, ?2, ?3, 0)",
+            )?
+            .execute(params![folder, dev, to_i64(index_id)])?;
+            0
+        }
+    })
+}
+
+/// Records a peer's `invalid` entries ("don't take this from me": ignored or unreadable
+/// there), given as (name, sequence): what we held of those names from that peer is
+/// forgotten, so nothing is ever pulled, replaced or deleted because of it, and the
+/// sequences count as received. (The interned names stay until a bulk clean-up.)
+pub fn forget_remote_names(
+    conn: &Connection,
+    folder: &str,
+    device: DeviceId,
+    index_id: u64,
+    entries: &[(String, u64)],
+) -> Result<(), DbError> {
+    let folder = ensure_folder(conn, folder)?;
+    let dev = ensure_device(conn, device)?;
+    if dev == LOCAL {
+        return Err(DbError::Invalid(format!(
+            "device {device} is the local device; its entries are written with update_local"
+        )));
+    }
+    let mut max = remote_index_start(conn, folder, dev, index_id)?;
+    let start = max;
+    let mut orphan_lists = Vec::new();
+    for (name, seq) in entries {
+        if let Some(n) = name_idx(conn, name)? {
+            let old: Option<Option<i64>> = conn
+                .prepare_cached(
+                    "SELECT blocklist FROM files WHERE folder = ?1 AND device = ?2 AND name = ?3",
+                )?
+                .query_row(params![folder, dev, n], |r| r.get(0))
+                .optional()?;
+            if let Some(list) = old {
+                conn.prepare_cached(
+                    "DELETE FROM files WHERE folder = ?1 AND device = ?2 AND name = ?3",
+                )?
+                .execute(params![folder, dev, n])?;
+                orphan_lists.extend(list);
+            }
+        }
+        max = max.max(*seq);
     }
     if max != start {
         set_max_sequence(conn, folder, dev, max)?;

@@ -626,6 +626,91 @@ fn a_failed_pull_is_retried_without_a_new_index() {
 }
 
 #[test]
+fn an_entry_the_peer_marks_invalid_is_never_pulled_and_never_replaces_or_deletes() {
+    let peer = TestPeer::new("mallory");
+    let d = device_sharing_with(&[&peer]);
+    let s = d.serve();
+    let conn = join(&d, &peer, &["f"]);
+    let keep = Content::small("keep me");
+    let edit = Content::small("do not replace me");
+    let theirs = Content::small("the peer's version it says not to take");
+    let fine = Content::small("a valid file");
+    conn.answer_with(serving(&[&keep, &edit, &theirs, &fine]));
+    // The real device first takes two files from the peer.
+    conn.send(&index(
+        "f",
+        vec![
+            file_entry(&peer, "keep.txt", 1, &keep, 0o644),
+            file_entry(&peer, "edit.txt", 2, &edit, 0o644),
+        ],
+    ));
+    let f = d.path("f");
+    assert_appears(&f.join("keep.txt"), &keep.data, &s);
+    assert_appears(&f.join("edit.txt"), &edit.data, &s);
+    // Then newer versions of both, marked invalid: a deletion and an edit; a new file
+    // marked invalid (with no blocks, as the wire allows); then a valid file that shows
+    // the index was handled.
+    let v2 = |w: WireFile| WireFile {
+        invalid: true,
+        version: Vector::from_counters(vec![Counter {
+            id: peer.short(),
+            value: 2,
+        }]),
+        ..w
+    };
+    let gone = WireFile {
+        deleted: true,
+        ..v2(entry(&peer, "keep.txt", 3, 2, FileType::File))
+    };
+    let replaced = v2(file_entry(&peer, "edit.txt", 4, &theirs, 0o644));
+    let unreadable = WireFile {
+        size: 5000,
+        ..v2(entry(&peer, "new.bin", 5, 2, FileType::File))
+    };
+    conn.send(&index(
+        "f",
+        vec![
+            gone,
+            replaced,
+            unreadable,
+            file_entry(&peer, "ok.txt", 6, &fine, 0o644),
+        ],
+    ));
+    assert_appears(&f.join("ok.txt"), &fine.data, &s);
+    // Every chance for a wrong action to happen.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read(f.join("keep.txt")).ok(),
+        Some(keep.data.clone()),
+        "an invalid tombstone deleted the file"
+    );
+    assert_eq!(
+        std::fs::read(f.join("edit.txt")).ok(),
+        Some(edit.data.clone()),
+        "an invalid entry replaced the file"
+    );
+    assert!(
+        !f.join("new.bin").exists(),
+        "an invalid entry was pulled (as {:?} bytes)",
+        std::fs::metadata(f.join("new.bin")).map(|m| m.len())
+    );
+    let asked: Vec<String> = conn
+        .requests()
+        .into_iter()
+        .filter(|r| r.name == "new.bin" || theirs.blocks.iter().any(|b| b.hash == r.hash))
+        .map(|r| r.name)
+        .collect();
+    assert!(
+        asked.is_empty(),
+        "requested content of invalid entries: {asked:?}"
+    );
+    assert!(tree(&f).keys().all(|n| !is_temp(n)), "no temp file");
+    let st = d.status();
+    assert_eq!(st["folders"][0]["need_files"], 0, "{st}");
+    assert!(st["folders"][0]["error"].is_null(), "{st}");
+}
+
+#[test]
 fn names_that_escape_the_folder_are_refused() {
     let peer = TestPeer::new("mallory");
     let d = device_sharing_with(&[&peer]);
