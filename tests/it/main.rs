@@ -4,6 +4,7 @@ mod cli;
 mod disk;
 mod harness;
 mod hostile;
+mod mesh;
 mod safety;
 mod scan;
 mod serve;
