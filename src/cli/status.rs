@@ -37,6 +37,18 @@ pub struct FolderStatus {
     pub local_bytes: u64,
     pub need_files: u64,
     pub need_bytes: u64,
+    /// A receive-only folder's changes made here and not sent (`ls --local-changes`).
+    #[serde(default)]
+    pub local_changes: u64,
+    /// Files whose last pull failed, with the reason (only from a running service).
+    #[serde(default)]
+    pub pull_errors: Vec<PullError>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+pub struct PullError {
+    pub name: String,
+    pub error: String,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -80,6 +92,8 @@ pub fn run(ctx: &Context, args: StatusArgs) -> anyhow::Result<()> {
             local_bytes,
             need_files: 0,
             need_bytes: 0,
+            local_changes: crate::sync::receive_only::count(&reader, f),
+            pull_errors: Vec::new(),
         });
     }
     let devices = config
@@ -126,6 +140,13 @@ fn print_human(status: &StatusJson) {
         );
         if let Some(e) = &f.error {
             println!("        {e}");
+        }
+        if f.local_changes > 0 {
+            println!(
+                "        {} local change(s) not sent (receive-only): `shoal ls {} --local-changes`, \
+                 `shoal folder revert {}`",
+                f.local_changes, f.id, f.id
+            );
         }
     }
     for d in &status.devices {

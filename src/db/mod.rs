@@ -589,6 +589,12 @@ impl Reader {
         self.at(store::local_changes_since(&self.conn, folder, after, limit))
     }
 
+    /// Local entries whose exact version no peer holds (see
+    /// `store::local_change_candidates`).
+    pub fn local_change_candidates(&self, folder: &str) -> Result<Vec<FileInfo>, DbError> {
+        self.at(store::local_change_candidates(&self.conn, folder))
+    }
+
     /// Local files (any folder) holding a block with exactly this hash, at most `limit`.
     pub fn find_blocks(
         &self,

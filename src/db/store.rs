@@ -1277,6 +1277,32 @@ fn for_each_of<E: From<DbError>>(
     Ok(())
 }
 
+/// Local entries of a folder whose version no peer's entry of the name has exactly, in
+/// name order: the candidates for a receive-only folder's local changes (the caller
+/// compares versions to drop those a peer has a newer one of). One probe per local entry
+/// and peer, on the primary key.
+pub fn local_change_candidates(conn: &Connection, folder: &str) -> Result<Vec<FileInfo>, DbError> {
+    let Some(folder) = folder_idx(conn, folder)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM names n CROSS JOIN files f \
+         ON f.folder = ?1 AND f.device = 0 AND f.name = n.idx \
+         LEFT JOIN blocklists bl ON bl.idx = f.blocklist \
+         WHERE NOT EXISTS (SELECT 1 FROM indexes i CROSS JOIN files r \
+             ON r.folder = i.folder AND r.device = i.device AND r.name = f.name \
+             WHERE i.folder = ?1 AND i.device <> 0 AND r.version = f.version) \
+         ORDER BY n.name"
+    ))?;
+    let mut rows = stmt.query([folder])?;
+    let mut devices = Devices::new(conn);
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row, &mut devices)?);
+    }
+    Ok(out)
+}
+
 /// Local entries with a sequence number above `after`, in sequence order, at most `limit`.
 pub fn local_changes_since(
     conn: &Connection,

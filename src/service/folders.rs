@@ -575,6 +575,38 @@ pub async fn rescan(
     }
 }
 
+/// Throws away a receive-only folder's local changes: scans it first (so the index holds
+/// what is on disk), reverts on a blocking thread, then queues the pulls that bring the
+/// peers' versions back.
+pub async fn revert(shared: &Arc<Shared>, folder: String) -> Result<serde_json::Value, String> {
+    let config = shared.config();
+    let f = config
+        .require_folder(&folder)
+        .map_err(|e| e.to_string())?
+        .clone();
+    if f.mode != crate::config::FolderMode::ReceiveOnly {
+        return Err(format!(
+            "folder \"{}\" is {}: only a receive-only folder keeps local changes apart",
+            f.id,
+            f.mode.as_str()
+        ));
+    }
+    rescan(shared, Some(folder.clone())).await?;
+    let s = shared.clone();
+    let fc = f.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::sync::receive_only::revert(&s.db, &fc, s.local.short())
+    })
+    .await
+    .map_err(|e| format!("revert task failed: {e}"))?
+    .map_err(|e| format!("{e:#}"))?;
+    if !report.reverted.is_empty() {
+        info!(folder = %f.id, reverted = report.reverted.len(), kept = report.kept.len(), "local changes reverted");
+        shared.queue_pull(&f.id, report.reverted.clone());
+    }
+    Ok(crate::sync::receive_only::report_json(&report))
+}
+
 /// `status --json` as the running service sees it.
 pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
     let config = shared.config();
@@ -603,6 +635,10 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
             } else {
                 (rt.state, rt.error)
             };
+            let local_changes = reader
+                .as_ref()
+                .map(|r| crate::sync::receive_only::count(r, f))
+                .unwrap_or(0);
             let pull_errors: Vec<_> = rt
                 .pull_errors
                 .iter()
@@ -612,6 +648,7 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
             json!({
                 "id": f.id, "label": f.label, "path": f.path, "mode": f.mode.as_str(),
                 "state": state, "error": error, "pull_errors": pull_errors,
+                "local_changes": local_changes,
                 "local_files": files, "local_bytes": bytes,
                 "need_files": need_files, "need_bytes": need_bytes,
             })

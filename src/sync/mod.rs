@@ -17,6 +17,7 @@ pub mod conflict;
 pub mod fsops;
 pub mod index;
 pub mod pull;
+pub mod receive_only;
 pub mod serve;
 pub mod versions;
 pub mod watch;

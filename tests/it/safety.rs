@@ -330,3 +330,99 @@ fn a_receiver_killed_at_random_moments_never_shows_a_partial_file() {
         .collect();
     assert!(temps.is_empty(), "stale temp files: {temps:?}");
 }
+
+#[test]
+fn a_receive_only_folder_lists_its_local_changes_and_revert_restores_the_peers_version() {
+    let p = sync_pair();
+    let (fa, fb) = (p.a.path("f"), p.b.path("f"));
+    std::fs::write(fa.join("edit.txt"), "from A").expect("write");
+    std::fs::write(fa.join("del.txt"), "A's file, deleted on B").expect("write");
+    std::fs::write(fa.join("same.txt"), "untouched").expect("write");
+    assert_converges(&p, "baseline");
+    p.b.run(&["folder", "mode", "f", "receive-only"]).ok();
+    // B changes things: an edit, a deletion, a new file and a new directory with a file.
+    std::fs::write(fb.join("edit.txt"), "edited on B").expect("write");
+    std::fs::remove_file(fb.join("del.txt")).expect("rm");
+    std::fs::write(fb.join("new.txt"), "new on B").expect("write");
+    std::fs::create_dir(fb.join("newdir")).expect("mkdir");
+    std::fs::write(fb.join("newdir/x.txt"), "new in a new dir").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    // None of it reaches A (a later change of A's reaching B shows the exchange runs).
+    std::fs::write(fa.join("later.txt"), "from A, later").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/later.txt")
+        .exists()));
+    assert_eq!(
+        std::fs::read_to_string(fa.join("edit.txt")).expect("read"),
+        "from A"
+    );
+    assert!(fa.join("del.txt").exists() && !fa.join("new.txt").exists());
+    // B lists them: the count in status, the entries with their kind in ls.
+    let want: Vec<(String, String)> = [
+        ("del.txt", "deleted"),
+        ("edit.txt", "changed"),
+        ("new.txt", "added"),
+        ("newdir", "added"),
+        ("newdir/x.txt", "added"),
+    ]
+    .iter()
+    .map(|(n, k)| (n.to_string(), k.to_string()))
+    .collect();
+    let listed = || -> Vec<(String, String)> {
+        p.b.run(&["ls", "f", "--local-changes", "--json"])
+            .json()
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["name"].as_str().unwrap_or("").to_string(),
+                            e["change"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(listed(), want);
+    assert_eq!(p.b.status()["folders"][0]["local_changes"], 5);
+    assert_eq!(p.a.status()["folders"][0]["local_changes"], 0);
+    p.a.run(&["ls", "f", "--local-changes"])
+        .fails_with("only a receive-only folder");
+    p.a.run(&["folder", "revert", "f"])
+        .fails_with("only a receive-only folder");
+    // Revert: B becomes what A has; what B made is kept in .shoal/versions/.
+    let done = p.b.run(&["folder", "revert", "f", "--json"]).json();
+    assert_eq!(done["reverted"].as_array().map(Vec::len), Some(5), "{done}");
+    assert_converges(&p, "B is A's copy again after the revert");
+    assert_eq!(
+        std::fs::read_to_string(fb.join("edit.txt")).expect("read"),
+        "from A"
+    );
+    assert!(fb.join("del.txt").exists() && !fb.join("newdir").exists());
+    let mut kept: Vec<String> = walkdir(&fb.join(".shoal/versions"))
+        .into_iter()
+        .map(|e| std::fs::read_to_string(e).expect("read"))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            "edited on B".to_string(),
+            "new in a new dir".to_string(),
+            "new on B".to_string()
+        ],
+        "every local change is kept, none lost"
+    );
+    assert!(
+        wait_until(
+            Duration::from_secs(10),
+            || p.b.status()["folders"][0]["local_changes"] == 0 && listed().is_empty()
+        ),
+        "{}",
+        p.b.run(&["ls", "f", "--local-changes"]).stdout
+    );
+    // A never saw any of it.
+    assert!(!fa.join("new.txt").exists() && !fa.join("newdir").exists());
+}
