@@ -108,6 +108,7 @@ fn run(root: &Path, prev: &HashMap<String, ScanState>) -> (Vec<LocalChange>, Sca
         root,
         prev,
         only: None,
+        ignore_perms: false,
     };
     let summary = scan(
         &req,

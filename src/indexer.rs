@@ -64,6 +64,7 @@ pub fn index_folder(
         root: Path::new(&folder.path),
         prev: &prev,
         only,
+        ignore_perms: folder.ignore_perms,
     };
     let mut marker_lost = None;
     let mut sink = |batch: Vec<scan::LocalChange>| -> Result<(), IndexError> {

@@ -54,6 +54,7 @@ impl Folder {
             root: self.root(),
             prev: &self.index,
             only,
+            ignore_perms: false,
         };
         let mut changes = Vec::new();
         let summary = scan(
@@ -245,6 +246,7 @@ fn a_bad_shoalignore_stops_the_scan() {
         root: f.root(),
         prev: &f.index,
         only: None,
+        ignore_perms: false,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("bad pattern");
     assert!(matches!(err, ScanFailure::Ignores(_)));
@@ -625,6 +627,7 @@ fn changes_arrive_in_batches_and_a_sink_error_stops_the_scan() {
         root: f.root(),
         prev: &f.index,
         only: None,
+        ignore_perms: false,
     };
     let mut sizes = Vec::new();
     let summary = scan(
@@ -670,6 +673,7 @@ fn progress_is_throttled_and_adds_up() {
         root: f.root(),
         prev: &f.index,
         only: None,
+        ignore_perms: false,
     };
     let calls = std::sync::Mutex::new(Vec::new());
     let summary = scan(&req, &mut |_| Ok::<(), String>(()), &|p| {
@@ -698,6 +702,7 @@ fn a_missing_root_is_a_failure() {
         root: &f.path("nope"),
         prev: &f.index,
         only: None,
+        ignore_perms: false,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("no root");
     assert!(matches!(err, ScanFailure::Root { .. }), "{err}");
@@ -721,6 +726,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
         root: &root,
         prev: &f.index,
         only: None,
+        ignore_perms: false,
     };
     let mut changes = Vec::new();
     scan(

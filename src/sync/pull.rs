@@ -283,11 +283,19 @@ pub fn pull_batch(
                     });
                 }
             }),
-            (false, FileType::Dir) => fs
-                .mkdir(&name, perms(folder, &remote, 0o755))
-                .and_then(|()| fs.chmod_dir(&name, perms(folder, &remote, 0o755)))
-                .and_then(|()| stat_change(&fs, &remote))
-                .map(|c| done.push(c)),
+            (false, FileType::Dir) => {
+                let mode = perms(&fs, folder, &remote, 0o755);
+                fs.mkdir(&name, mode)
+                    .and_then(|()| {
+                        if folder.ignore_perms {
+                            Ok(())
+                        } else {
+                            fs.chmod_dir(&name, mode)
+                        }
+                    })
+                    .and_then(|()| stat_change(&fs, &remote))
+                    .map(|c| done.push(c))
+            }
             (false, FileType::Symlink) => fs
                 .symlink(&name, &remote.symlink_target)
                 .and_then(|()| stat_change(&fs, &remote))
@@ -487,13 +495,22 @@ fn explain(folder: &FolderConfig, name: &str, e: &io::Error) -> String {
     }
 }
 
-/// Permission bits to apply: never setuid, setgid or sticky; `ignore_perms` keeps a
-/// default.
-fn perms(folder: &FolderConfig, remote: &FileInfo, default: u32) -> u32 {
-    if folder.ignore_perms {
-        default
-    } else {
-        remote.permissions & 0o777
+/// Permission bits to apply: never setuid, setgid or sticky. With `ignore_perms` the
+/// local ones stay as they are: those of what is at the name now (of the same kind), else
+/// `default`.
+fn perms(fs: &FolderFs, folder: &FolderConfig, remote: &FileInfo, default: u32) -> u32 {
+    if !folder.ignore_perms {
+        return remote.permissions & 0o777;
+    }
+    let want = match remote.file_type {
+        FileType::Dir => rustix::fs::FileType::Directory,
+        _ => rustix::fs::FileType::RegularFile,
+    };
+    match fs.lstat(&remote.name) {
+        Ok(Some(st)) if rustix::fs::FileType::from_raw_mode(st.st_mode) == want => {
+            st.st_mode & 0o777
+        }
+        _ => default,
     }
 }
 
@@ -624,7 +641,7 @@ fn finish_temp(fs: &FolderFs, folder: &FolderConfig, p: &Prepared) -> io::Result
     p.file.set_len(p.remote.size)?;
     p.file
         .set_permissions(std::fs::Permissions::from_mode(perms(
-            folder, &p.remote, 0o644,
+            fs, folder, &p.remote, 0o644,
         )))?;
     fs.set_mtime(&p.temp, p.remote.modified_ns)
 }
@@ -637,7 +654,7 @@ fn finish_in_place(
 ) -> io::Result<LocalChange> {
     let f = fs.open_read(&remote.name)?;
     f.set_permissions(std::fs::Permissions::from_mode(perms(
-        folder, remote, 0o644,
+        fs, folder, remote, 0o644,
     )))?;
     drop(f);
     fs.set_mtime(&remote.name, remote.modified_ns)?;

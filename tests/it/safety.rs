@@ -426,3 +426,78 @@ fn a_receive_only_folder_lists_its_local_changes_and_revert_restores_the_peers_v
     // A never saw any of it.
     assert!(!fa.join("new.txt").exists() && !fa.join("newdir").exists());
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn ignore_perms_keeps_local_permissions_and_announces_none_of_them() {
+    let mut p = sync_pair();
+    let (fa, fb) = (p.a.path("f"), p.b.path("f"));
+    std::fs::write(fa.join("run.sh"), "#!/bin/sh\n").expect("write");
+    chmod(&fa.join("run.sh"), 0o755);
+    std::fs::write(fa.join("data.txt"), "v1").expect("write");
+    assert_converges(&p, "baseline");
+    // B's folder gets ignore_perms (a FAT or CIFS disk): a config option set by hand.
+    p.sb.kill();
+    let cfg = p.b.home().join("config.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    assert!(text.contains("ignore_perms = false"), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replace("ignore_perms = false", "ignore_perms = true"),
+    )
+    .expect("write config");
+    chmod(&fb.join("data.txt"), 0o600);
+    chmod(&fb.join("run.sh"), 0o700);
+    std::fs::write(fb.join("from-b.txt"), "made on a disk that says 0777").expect("write");
+    chmod(&fb.join("from-b.txt"), 0o777);
+    p.sb = p.b.serve();
+    // What B has arrives at A without B's made-up modes; B's chmods are no change.
+    assert!(wait_until(Duration::from_secs(15), || fa
+        .join("from-b.txt")
+        .exists()));
+    assert_eq!(
+        mode(&fa.join("from-b.txt")),
+        0o644,
+        "a new file is announced 0644"
+    );
+    // A's changes arrive at B, and B's local permissions stay as they are.
+    std::fs::write(fa.join("data.txt"), "v2 from A").expect("write");
+    std::fs::write(fa.join("new.sh"), "#!/bin/sh\necho new\n").expect("write");
+    chmod(&fa.join("new.sh"), 0o755);
+    assert!(wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(fb.join("data.txt")).is_ok_and(|s| s == "v2 from A")
+            && fb.join("new.sh").exists()
+    }));
+    assert_eq!(
+        mode(&fb.join("data.txt")),
+        0o600,
+        "a replaced file keeps its mode"
+    );
+    assert_eq!(
+        mode(&fb.join("new.sh")),
+        0o644,
+        "a new file gets the default mode"
+    );
+    assert_eq!(
+        mode(&fb.join("run.sh")),
+        0o700,
+        "an untouched file keeps its mode"
+    );
+    // And nothing of B's modes went to A.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(mode(&fa.join("run.sh")), 0o755);
+    assert_eq!(mode(&fa.join("data.txt")), 0o644);
+}
