@@ -355,6 +355,12 @@ impl Db {
         self.request(move |conn| store::update_remote(conn, &folder, device, index_id, files))
     }
 
+    /// Gives local entries new sequence numbers (see `store::resequence_local`).
+    pub fn resequence_local(&self, folder: &str, names: Vec<String>) -> Result<usize, DbError> {
+        let folder = folder.to_string();
+        self.request(move |conn| store::resequence_local(conn, &folder, &names))
+    }
+
     /// Stores a peer's index entries and forgets what we held of the names it marks
     /// invalid (see `store::update_remote` and `store::forget_remote_names`), in one
     /// transaction.

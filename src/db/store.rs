@@ -844,6 +844,40 @@ fn write_local(
     Ok(stored)
 }
 
+/// Gives the local entries of `names` the next sequence numbers, in order, changing
+/// nothing else: the index exchange then sends them again (a receive-only folder's local
+/// changes, held back until it becomes send-receive). Returns how many were found.
+pub fn resequence_local(
+    conn: &Connection,
+    folder: &str,
+    names: &[String],
+) -> Result<usize, DbError> {
+    let Some(folder) = folder_idx(conn, folder)? else {
+        return Ok(0);
+    };
+    let (_, mut sequence) = index_row(conn, folder, LOCAL)?
+        .ok_or_else(|| DbError::Damaged(format!("folder {folder} has no local index row")))?;
+    let mut found = 0;
+    for name in names {
+        let Some(n) = name_idx(conn, name)? else {
+            continue;
+        };
+        let changed = conn
+            .prepare_cached(
+                "UPDATE files SET sequence = ?1 WHERE folder = ?2 AND device = 0 AND name = ?3",
+            )?
+            .execute(params![to_i64(sequence + 1), folder, n])?;
+        if changed > 0 {
+            sequence += 1;
+            found += 1;
+        }
+    }
+    if found > 0 {
+        set_max_sequence(conn, folder, LOCAL, sequence)?;
+    }
+    Ok(found)
+}
+
 /// Stores a new change token for an entry whose contents did not change.
 fn refresh_token(
     conn: &Connection,

@@ -447,6 +447,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = guard.clone();
         change.apply(&mut next, &self.local, &self.home.dirs_canonical())?;
+        let released = leaves_receive_only(&guard, change);
         if let ConfigChange::AddFolder { path, .. } = change {
             crate::config::change::create_folder_root(path)?;
         }
@@ -454,6 +455,20 @@ impl Shared {
         *guard = next.clone();
         drop(guard);
         self.after_config_change(change);
+        if let Some(folder) = released.and_then(|id| next.folder(&id).cloned()) {
+            // What was held back goes out now (before the next scan's changes).
+            let s = self.clone();
+            self.tasks.spawn_blocking(move || {
+                match crate::sync::receive_only::release(&s.db, &folder) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(folder = %folder.id, changes = n, "no longer receive-only: sending the local changes");
+                        s.local_changed(&folder.id);
+                    }
+                    Err(e) => warn!(folder = %folder.id, error = %e, "cannot release the local changes"),
+                }
+            });
+        }
         Ok(next)
     }
 
@@ -492,6 +507,25 @@ impl Shared {
         }
         self.config_gen.send_modify(|g| *g += 1);
         self.emit(Event::ConfigChanged);
+    }
+}
+
+/// The folder a change takes out of receive-only mode, if it does.
+pub fn leaves_receive_only(
+    before: &crate::config::Config,
+    change: &ConfigChange,
+) -> Option<String> {
+    use crate::config::FolderMode;
+    match change {
+        ConfigChange::SetFolderMode { folder, mode }
+            if *mode != FolderMode::ReceiveOnly
+                && before
+                    .folder(folder)
+                    .is_some_and(|f| f.mode == FolderMode::ReceiveOnly) =>
+        {
+            Some(folder.clone())
+        }
+        _ => None,
     }
 }
 

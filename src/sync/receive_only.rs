@@ -81,6 +81,20 @@ pub fn count(reader: &Reader, folder: &FolderConfig) -> u64 {
     list(reader, folder).map(|l| l.len() as u64).unwrap_or(0)
 }
 
+/// A folder that leaves receive-only mode: its local changes, held back so far, take new
+/// sequence numbers, so the index exchange sends them now (their versions stay as they
+/// are; a peer holding a concurrent version resolves it as any conflict). Returns how many.
+pub fn release(db: &Db, folder: &FolderConfig) -> Result<usize, DbError> {
+    let names: Vec<String> = list(&db.reader()?, folder)?
+        .into_iter()
+        .map(|(f, _)| f.name)
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    db.resequence_local(&folder.id, names)
+}
+
 /// What a revert did.
 #[derive(Debug, Default, Serialize)]
 pub struct RevertReport {

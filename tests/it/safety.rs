@@ -501,3 +501,40 @@ fn ignore_perms_keeps_local_permissions_and_announces_none_of_them() {
     assert_eq!(mode(&fa.join("run.sh")), 0o755);
     assert_eq!(mode(&fa.join("data.txt")), 0o644);
 }
+
+#[test]
+fn local_changes_of_a_receive_only_folder_are_sent_once_it_becomes_send_receive() {
+    let mut p = sync_pair();
+    p.b.run(&["folder", "mode", "f", "receive-only"]).ok();
+    std::fs::write(p.b.path("f/kept-back.txt"), "made while receive-only").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    std::fs::write(p.a.path("f/sync-point.txt"), "x").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/sync-point.txt")
+        .exists()));
+    assert!(!p.a.path("f/kept-back.txt").exists());
+    assert_eq!(p.b.status()["folders"][0]["local_changes"], 1);
+    // Back to send-receive, live: what was kept back goes out now.
+    p.b.run(&["folder", "mode", "f", "send-receive"]).ok();
+    assert_converges(&p, "the local change is sent after the mode change");
+    assert_eq!(
+        std::fs::read_to_string(p.a.path("f/kept-back.txt")).expect("read"),
+        "made while receive-only"
+    );
+    // The same with the mode changed while no service runs.
+    p.b.run(&["folder", "mode", "f", "receive-only"]).ok();
+    std::fs::write(p.b.path("f/kept-back-2.txt"), "second").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    // B pulls something after it: A then holds B's index past the held-back change.
+    std::fs::write(p.a.path("f/sync-point-2.txt"), "y").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/sync-point-2.txt")
+        .exists()));
+    std::thread::sleep(Duration::from_millis(300));
+    p.sb.kill();
+    p.b.run(&["folder", "mode", "f", "send-receive"]).ok();
+    p.sb = p.b.serve();
+    assert_converges(&p, "sent after a mode change made without the service");
+}
