@@ -158,6 +158,60 @@ fn ignored_files_are_never_sent_pulled_or_deleted() {
         p.b.path("f/mine.log").exists(),
         "an ignored file is not deleted because of a peer"
     );
+    // `.shoalignore` itself is not synced: each device keeps its own.
+    assert_eq!(
+        std::fs::read_to_string(p.b.path("f/.shoalignore")).expect("read"),
+        "*.log\nbuild/\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.a.path("f/.shoalignore")).expect("read"),
+        "build/\n"
+    );
+    // A change to it takes effect at once, without a restart: B now ignores *.tmp too.
+    std::fs::write(p.b.path("f/.shoalignore"), "*.log\nbuild/\n*.tmp\n").expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(p.a.path("f/scratch.tmp"), "not for B").expect("write");
+    std::fs::write(p.a.path("f/after-change.txt"), "for B").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/after-change.txt")
+        .exists()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !p.b.path("f/scratch.tmp").exists(),
+        "a pattern added while running is obeyed"
+    );
+}
+
+#[test]
+fn a_folder_missing_when_the_service_starts_stays_stopped_and_deletes_nothing() {
+    let mut p = sync_pair();
+    for i in 0..5 {
+        std::fs::write(p.a.path(&format!("f/file{i}")), format!("data {i}")).expect("write");
+    }
+    assert_converges(&p, "baseline");
+    // A's disk is not mounted when its service starts.
+    p.sa.kill();
+    let (fa, aside) = (p.a.path("f"), p.a.path("f-unmounted"));
+    std::fs::rename(&fa, &aside).expect("unmount");
+    p.sa = p.a.serve();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let st = p.a.status()["folders"][0].clone();
+        st["state"] == "error" && st["error"].as_str().is_some_and(|e| e.contains("missing"))
+    }));
+    let idb = p.b.id();
+    assert!(wait_until(Duration::from_secs(10), || p
+        .a
+        .connected_to(&idb)));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(tree(&p.b.path("f")).len(), 5, "no deletion reached B");
+    assert!(!fa.exists(), "Shoal does not recreate the folder's path");
+    // B's changes wait; the disk returns and everything syncs.
+    std::fs::write(p.b.path("f/from-b"), "while A's disk was away").expect("write");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!fa.exists(), "a pull does not recreate the path either");
+    std::fs::rename(&aside, &fa).expect("mount");
+    assert_converges(&p, "syncing resumes when the disk is back");
 }
 
 #[test]
