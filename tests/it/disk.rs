@@ -19,6 +19,10 @@ type Tree = BTreeMap<String, (String, u32, Vec<u8>)>;
 /// Two devices that trust each other: A shares `f`, B shares the folder at `b_rel`,
 /// both with folder ID `f`. Nothing runs yet.
 fn two_devices(b_rel: &str) -> (Device, Device) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the disk-trouble tests run as root (they mount a tmpfs and switch users)"
+    );
     let (pa, pb) = (free_port(), free_port());
     let a = Device::new();
     a.run(&[
