@@ -192,13 +192,14 @@ impl FolderFs {
         Ok(())
     }
 
-    /// The bytes an unprivileged writer may still use on this folder's file system, and
-    /// the file system's size (`statvfs`).
-    pub fn space(&self) -> io::Result<(u64, u64)> {
+    /// The bytes an unprivileged writer may still use on this folder's file system, the
+    /// file system's size, and its allocation unit (`statvfs`).
+    pub fn space(&self) -> io::Result<(u64, u64, u64)> {
         let s = rustix::fs::fstatvfs(self.root.as_fd())?;
         Ok((
             s.f_bavail.saturating_mul(s.f_frsize),
             s.f_blocks.saturating_mul(s.f_frsize),
+            s.f_frsize.max(1),
         ))
     }
 

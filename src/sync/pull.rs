@@ -412,20 +412,24 @@ struct Budget {
     left: Option<u64>,
     free: u64,
     reserve: u64,
+    /// A file takes whole units of this size (a one-byte file takes one).
+    unit: u64,
 }
 
 impl Budget {
     fn new(fs: &FolderFs) -> Self {
         match fs.space() {
-            Ok((free, total)) => Budget {
+            Ok((free, total, unit)) => Budget {
                 left: Some(free.saturating_sub(reserve(total))),
                 free,
                 reserve: reserve(total),
+                unit,
             },
             Err(_) => Budget {
                 left: None,
                 free: 0,
                 reserve: 0,
+                unit: 1,
             },
         }
     }
@@ -438,10 +442,14 @@ impl Budget {
         };
         let temp = FolderFs::temp_name(&remote.name);
         let have = match fs.lstat(&temp) {
-            Ok(Some(st)) => (st.st_blocks as u64).saturating_mul(512).min(remote.size),
+            Ok(Some(st)) => (st.st_blocks as u64).saturating_mul(512),
             _ => 0,
         };
-        let need = remote.size - have;
+        let need = remote
+            .size
+            .div_ceil(self.unit)
+            .saturating_mul(self.unit)
+            .saturating_sub(have);
         if need <= left {
             self.left = Some(left - need);
             return Ok(());

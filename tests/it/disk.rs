@@ -258,3 +258,107 @@ fn a_permission_error_fails_only_that_directory_and_the_pull_completes_once_fixe
     });
     assert!(!sb.log().contains("panicked"), "{}", sb.log());
 }
+
+/// Writes zeros to `path` until the file system is full.
+fn fill_up(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let _ = f.sync_all();
+}
+
+#[test]
+fn a_disk_that_fills_up_in_the_middle_of_a_pull_keeps_no_temp_file_and_the_pull_resumes() {
+    use crate::hostile::{Content, TestPeer, device_sharing_at, file_entry, index, join};
+    use shoal::protocol::ResponseCode;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    assert!(rustix::process::geteuid().is_root(), "needs root");
+    let peer = TestPeer::new("filler");
+    let d = device_sharing_at(&[&peer], "mnt/f");
+    let mnt = d.path("mnt");
+    let script = format!(
+        "mount -t tmpfs -o size=16m tmpfs '{m}' && mkdir -p '{m}/f/.shoal' && exec \"$@\"",
+        m = mnt.display()
+    );
+    let s = d.serve_with(&["unshare", "-m", "sh", "-c", &script, "sh"]);
+    let inside = PathBuf::from(format!("/proc/{}/root{}", s.pid(), mnt.display()));
+    let fb = inside.join("f");
+    let conn = join(&d, &peer, &["f"]);
+    // A 4 MiB file fits when the pull starts; the peer holds its answers back until the
+    // disk has been filled behind the puller's back.
+    let big = Content::new(noise(4 << 20, 9), 128 << 10);
+    let small = Content::new(b"small and already there".to_vec(), 1024);
+    let (asked, go) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    {
+        let (big, small, asked, go) = (big.clone(), small.clone(), asked.clone(), go.clone());
+        conn.answer_with(move |r| {
+            if let Some(b) = small.block(r) {
+                return (ResponseCode::Ok, b.to_vec());
+            }
+            let Some(b) = big.block(r) else {
+                return (ResponseCode::NoSuchFile, Vec::new());
+            };
+            asked.store(true, Ordering::SeqCst);
+            let end = std::time::Instant::now() + Duration::from_secs(20);
+            while !go.load(Ordering::SeqCst) && std::time::Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (ResponseCode::Ok, b.to_vec())
+        });
+    }
+    conn.send(&index(
+        "f",
+        vec![file_entry(&peer, "small.txt", 1, &small, 0o644)],
+    ));
+    wait_for("small.txt arrived", &s, 20, || {
+        std::fs::read(fb.join("small.txt")).is_ok_and(|d| d == small.data)
+    });
+    conn.send(&index(
+        "f",
+        vec![file_entry(&peer, "big.bin", 2, &big, 0o644)],
+    ));
+    wait_for("the pull of big.bin started", &s, 20, || {
+        asked.load(Ordering::SeqCst) && fb.join(".shoal-tmp-big.bin").exists()
+    });
+    fill_up(&inside.join("filler"));
+    go.store(true, Ordering::SeqCst);
+    wait_for("the failed pull is shown", &s, 20, || {
+        failed_names(&d).contains(&"big.bin".to_string())
+    });
+    let st = folder_status(&d);
+    let err = st["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        err.contains("big.bin") && err.contains("full") && err.contains("resumes"),
+        "{st}"
+    );
+    assert!(!fb.join("big.bin").exists(), "nothing partial in place");
+    assert!(
+        !fb.join(".shoal-tmp-big.bin").exists(),
+        "the partial temp file was removed (it would hold the space)"
+    );
+    assert_eq!(
+        std::fs::read(fb.join("small.txt")).ok(),
+        Some(small.data.clone()),
+        "what was there stays whole"
+    );
+    // Space returns: the pull resumes by itself.
+    std::fs::remove_file(inside.join("filler")).expect("free space");
+    wait_for("big.bin arrived once space returned", &s, 30, || {
+        std::fs::read(fb.join("big.bin")).is_ok_and(|d| d == big.data)
+    });
+    wait_for("the error is gone", &s, 10, || {
+        folder_status(&d)["error"].is_null() && failed_names(&d).is_empty()
+    });
+    let temps: Vec<String> = tree(&fb).into_keys().filter(|n| is_temp(n)).collect();
+    assert!(temps.is_empty(), "{temps:?}");
+}

@@ -48,7 +48,7 @@ fn frame(msg: &Message) -> Vec<u8> {
 
 /// A device that lives in the test: its identity, TLS configs and the runtime its
 /// connections run on.
-struct TestPeer {
+pub(crate) struct TestPeer {
     identity: Identity,
     tls: TlsConfigs,
     name: String,
@@ -56,7 +56,7 @@ struct TestPeer {
 }
 
 impl TestPeer {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let identity = Identity::generate().expect("identity");
         let tls = shoal::net::tls::configs(&identity).expect("TLS configs");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +82,7 @@ impl TestPeer {
 
     /// Dials `addr`: TLS, then the Hello exchange. The connection then runs in the
     /// background until the service closes it or the [`Conn`] is dropped.
-    fn connect(&self, addr: SocketAddr) -> Conn {
+    pub(crate) fn connect(&self, addr: SocketAddr) -> Conn {
         let connector = tokio_rustls::TlsConnector::from(self.tls.client.clone());
         let hello = frame(&Message::Hello(Hello::ours(self.name.clone())));
         let (stream, decoder) = self.rt.block_on(async move {
@@ -193,7 +193,7 @@ fn handle(
 }
 
 /// A test peer's live connection to the service.
-struct Conn {
+pub(crate) struct Conn {
     out: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
     state: Arc<Mutex<ConnState>>,
     answer: Arc<Mutex<Answer>>,
@@ -210,7 +210,7 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn send(&self, msg: &Message) {
+    pub(crate) fn send(&self, msg: &Message) {
         self.send_raw(frame(msg));
     }
 
@@ -219,7 +219,10 @@ impl Conn {
     }
 
     /// From now on, block requests are answered by `f`.
-    fn answer_with(&self, f: impl Fn(&Request) -> (ResponseCode, Vec<u8>) + Send + Sync + 'static) {
+    pub(crate) fn answer_with(
+        &self,
+        f: impl Fn(&Request) -> (ResponseCode, Vec<u8>) + Send + Sync + 'static,
+    ) {
         *lock(&self.answer) = Arc::new(f);
     }
 
@@ -232,7 +235,7 @@ impl Conn {
     }
 
     /// The block requests the service has sent us.
-    fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         lock(&self.state)
             .received
             .iter()
@@ -299,14 +302,14 @@ impl Conn {
 
 /// A file's content and the blocks the test peer announces for it.
 #[derive(Clone)]
-struct Content {
-    data: Vec<u8>,
-    blocks: Vec<BlockInfo>,
+pub(crate) struct Content {
+    pub(crate) data: Vec<u8>,
+    pub(crate) blocks: Vec<BlockInfo>,
 }
 
 impl Content {
     /// `data` cut into blocks of `block` bytes (any cut is valid on the wire).
-    fn new(data: Vec<u8>, block: usize) -> Self {
+    pub(crate) fn new(data: Vec<u8>, block: usize) -> Self {
         let blocks = data
             .chunks(block)
             .map(|c| BlockInfo {
@@ -322,7 +325,7 @@ impl Content {
     }
 
     /// The bytes a request asks for, if they are one of our blocks.
-    fn block(&self, r: &Request) -> Option<&[u8]> {
+    pub(crate) fn block(&self, r: &Request) -> Option<&[u8]> {
         let mut off = 0u64;
         for b in &self.blocks {
             if off == r.offset && b.size == r.size && b.hash == r.hash {
@@ -374,7 +377,13 @@ fn entry(peer: &TestPeer, name: &str, seq: u64, version: u64, kind: FileType) ->
     }
 }
 
-fn file_entry(peer: &TestPeer, name: &str, seq: u64, c: &Content, perms: u32) -> WireFile {
+pub(crate) fn file_entry(
+    peer: &TestPeer,
+    name: &str,
+    seq: u64,
+    c: &Content,
+    perms: u32,
+) -> WireFile {
     WireFile {
         size: c.data.len() as u64,
         permissions: perms,
@@ -397,7 +406,7 @@ fn symlink_entry(peer: &TestPeer, name: &str, seq: u64, target: &str) -> WireFil
     }
 }
 
-fn index(folder: &str, files: Vec<WireFile>) -> Message {
+pub(crate) fn index(folder: &str, files: Vec<WireFile>) -> Message {
     Message::Index(Index {
         folder: folder.to_string(),
         index_id: PEER_INDEX_ID,
@@ -432,6 +441,11 @@ fn cluster_config(real: &Device, peer: &TestPeer, folders: &[&str]) -> Message {
 /// A real device (not yet running) that trusts `peers` and shares folder "f" (at `f`)
 /// with them.
 fn device_sharing_with(peers: &[&TestPeer]) -> Device {
+    device_sharing_at(peers, "f")
+}
+
+/// `device_sharing_with`, the folder (ID "f") at `rel`.
+pub(crate) fn device_sharing_at(peers: &[&TestPeer], rel: &str) -> Device {
     let d = Device::init();
     let ids: Vec<String> = peers.iter().map(|p| p.id()).collect();
     for (p, id) in peers.iter().zip(&ids) {
@@ -441,13 +455,13 @@ fn device_sharing_with(peers: &[&TestPeer]) -> Device {
     for id in &ids {
         args.extend(["--share", id.as_str()]);
     }
-    d.add_folder("f", &args);
+    d.add_folder(rel, &args);
     d
 }
 
 /// Connects `peer` to the running `d`, waits until `d` lists it as connected, and sends
 /// a ClusterConfig for `folders`.
-fn join(d: &Device, peer: &TestPeer, folders: &[&str]) -> Conn {
+pub(crate) fn join(d: &Device, peer: &TestPeer, folders: &[&str]) -> Conn {
     let addr: SocketAddr = d.listen_addr().parse().expect("listen address");
     let conn = peer.connect(addr);
     assert!(
