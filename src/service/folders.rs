@@ -181,6 +181,12 @@ async fn run_folder_live(
     let shared = shared.clone();
     let folder = folder.clone();
     let cancel = cancel.clone();
+    // Failures of an earlier run are tried again below (or are no longer needed).
+    lock(&shared.folders)
+        .entry(folder.id.clone())
+        .or_default()
+        .pull_errors
+        .clear();
     let db = shared.db.clone();
     let fid = folder.id.clone();
     let _ = tokio::task::spawn_blocking(move || db.add_folder(&fid)).await;
