@@ -1131,3 +1131,115 @@ fn a_peer_that_sends_a_bad_frame_is_told_why() {
         conn.closed()
     );
 }
+
+#[test]
+fn deletions_are_remembered_180_days_and_a_device_back_after_that_deletes_nothing_newer() {
+    const DAY: u64 = 86_400;
+    let p = TestPeer::new("peer");
+    let q = TestPeer::new("returning");
+    let d = device_sharing_with(&[&p, &q]);
+    let s = d.serve();
+    let conn_p = join(&d, &p, &["f"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // Version counters follow the wall clock: these versions were made long ago.
+    let at = |peer: &TestPeer, w: WireFile, secs: u64| WireFile {
+        version: Vector::from_counters(vec![Counter {
+            id: peer.short(),
+            value: secs,
+        }]),
+        ..w
+    };
+    let kept = Content::small("deleted 179 days ago");
+    let forgotten = Content::small("deleted 181 days ago");
+    let newer = Content::small("old, then edited here");
+    conn_p.answer_with(serving(&[&kept, &forgotten, &newer]));
+    let (t_kept, t_forgotten, t_newer) = (now - 179 * DAY, now - 182 * DAY, now - 300 * DAY);
+    conn_p.send(&index(
+        "f",
+        vec![
+            at(&p, file_entry(&p, "kept.txt", 1, &kept, 0o644), t_kept),
+            at(
+                &p,
+                file_entry(&p, "forgotten.txt", 2, &forgotten, 0o644),
+                t_forgotten,
+            ),
+            at(&p, file_entry(&p, "newer.txt", 3, &newer, 0o644), t_newer),
+        ],
+    ));
+    let f = d.path("f");
+    assert_appears(&f.join("kept.txt"), &kept.data, &s);
+    assert_appears(&f.join("forgotten.txt"), &forgotten.data, &s);
+    assert_appears(&f.join("newer.txt"), &newer.data, &s);
+    // The peer deleted two of them long ago (it tells us only now); we edit the third.
+    let gone = |name: &str, seq: u64, secs: u64| WireFile {
+        deleted: true,
+        ..at(&p, entry(&p, name, seq, 1, FileType::File), secs)
+    };
+    conn_p.send(&index(
+        "f",
+        vec![
+            gone("kept.txt", 4, t_kept + 1),
+            gone("forgotten.txt", 5, t_forgotten + 1),
+        ],
+    ));
+    assert!(
+        wait_until(TIMEOUT, || !f.join("kept.txt").exists()
+            && !f.join("forgotten.txt").exists()),
+        "{}",
+        s.log()
+    );
+    std::fs::write(f.join("newer.txt"), "edited here, newer than any deletion").expect("write");
+    d.run(&["rescan", "f"]).ok();
+    // The service forgets old deletions a minute after it starts (then daily).
+    assert!(
+        wait_until(Duration::from_secs(100), || s
+            .log()
+            .contains("forgot deletions older than 180 days")),
+        "the tombstone clean-up ran: {}",
+        s.log()
+    );
+    // A device that was away all that time comes back with its old copies, and an old
+    // deletion of the file we edited since.
+    let conn_q = join(&d, &q, &["f"]);
+    let sync = Content::small("sync point");
+    conn_q.answer_with(serving(&[&kept, &forgotten, &newer, &sync]));
+    conn_q.send(&index(
+        "f",
+        vec![
+            at(&p, file_entry(&q, "kept.txt", 1, &kept, 0o644), t_kept),
+            at(
+                &p,
+                file_entry(&q, "forgotten.txt", 2, &forgotten, 0o644),
+                t_forgotten,
+            ),
+            WireFile {
+                deleted: true,
+                ..at(
+                    &p,
+                    entry(&q, "newer.txt", 3, 1, FileType::File),
+                    t_newer + 1,
+                )
+            },
+            file_entry(&q, "sync.txt", 4, &sync, 0o644),
+        ],
+    ));
+    assert_appears(&f.join("sync.txt"), &sync.data, &s);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !f.join("kept.txt").exists(),
+        "a deletion younger than 180 days is remembered: the old copy does not come back"
+    );
+    assert_eq!(
+        std::fs::read(f.join("forgotten.txt")).ok(),
+        Some(forgotten.data.clone()),
+        "after 180 days the deletion is forgotten: the old copy comes back (as documented)"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.join("newer.txt")).ok().as_deref(),
+        Some("edited here, newer than any deletion"),
+        "an old deletion never deletes newer data"
+    );
+}
