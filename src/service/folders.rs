@@ -187,6 +187,11 @@ async fn run_folder_live(
         .or_default()
         .pull_errors
         .clear();
+    lock(&shared.folders)
+        .entry(folder.id.clone())
+        .or_default()
+        .pull_error_bytes
+        .clear();
     let db = shared.db.clone();
     let fid = folder.id.clone();
     let _ = tokio::task::spawn_blocking(move || db.add_folder(&fid)).await;
@@ -415,10 +420,13 @@ async fn pull(
         let rt = map.entry(folder.id.clone()).or_default();
         for n in &tried {
             rt.pull_errors.remove(n);
+            rt.pull_error_bytes.remove(n);
         }
         for (n, e) in &report.failed {
             rt.pull_errors.insert(n.clone(), e.clone());
         }
+        rt.pull_error_bytes
+            .extend(report.failed_bytes.iter().map(|(n, s)| (n.clone(), *s)));
         pull_error_summary(&rt.pull_errors)
     };
     set_state(shared, &folder.id, "idle", error);

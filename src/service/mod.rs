@@ -82,6 +82,8 @@ pub struct FolderRuntime {
     pub need_bytes: u64,
     /// Files whose last pull failed, by name, with the reason (shown until they succeed).
     pub pull_errors: std::collections::BTreeMap<String, String>,
+    /// Of those, the regular files, with their sizes: still part of the need.
+    pub pull_error_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 /// What every part of the running service shares.
@@ -310,6 +312,24 @@ impl Shared {
     }
 
     /// Records what a folder still needs, and tells subscribers.
+    /// Files (and bytes) whose last pull failed and that wait for a retry, leaving out
+    /// the names `except` (those being pulled now).
+    pub fn failed_need(
+        &self,
+        folder: &str,
+        except: &std::collections::HashSet<String>,
+    ) -> (u64, u64) {
+        lock(&self.folders)
+            .get(folder)
+            .map(|rt| {
+                rt.pull_error_bytes
+                    .iter()
+                    .filter(|(n, _)| !except.contains(*n))
+                    .fold((0, 0), |(f, b), (_, s)| (f + 1, b + s))
+            })
+            .unwrap_or((0, 0))
+    }
+
     pub fn set_need(&self, folder: &str, files: u64, bytes: u64) {
         let mut map = lock(&self.folders);
         let e = map.entry(folder.to_string()).or_default();

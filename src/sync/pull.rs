@@ -87,6 +87,8 @@ pub struct PullReport {
     pub rescan: Vec<String>,
     /// Names that failed this time (no source, I/O error): retried later.
     pub failed: Vec<(String, String)>,
+    /// The sizes of the regular files among `failed` (they stay part of the need).
+    pub failed_bytes: HashMap<String, u64>,
     pub bad_blocks: u64,
     /// Conflict copies made of our losing versions.
     pub conflicts: Vec<String>,
@@ -145,6 +147,10 @@ pub fn pull_batch(
     });
     let config = shared.config();
     let mut work: Vec<(FileInfo, Option<FileInfo>, DeviceId)> = Vec::new();
+    // Earlier failures waiting for a retry are still needed (this batch's own are counted
+    // with it).
+    let batch: std::collections::HashSet<String> = names.iter().cloned().collect();
+    let (other_files, other_bytes) = shared.failed_need(&folder.id, &batch);
     for name in names {
         let local = match reader.get_local(&folder.id, &name) {
             Ok(l) => l,
@@ -231,7 +237,7 @@ pub fn pull_batch(
             .fold((0u64, 0u64), |(n, b), (r, _, _)| (n + 1, b + r.size))
     };
     let (nf, nb) = need_of(&work);
-    shared.set_need(&folder.id, nf, nb);
+    shared.set_need(&folder.id, nf + other_files, nb + other_bytes);
     if folder.mode == crate::config::FolderMode::SendOnly {
         // A send-only folder applies no remote change; what it lacks shows as need.
         return report;
@@ -385,7 +391,12 @@ pub fn pull_batch(
         .chain(report.rescan.iter())
         .filter_map(|n| sizes.get(n))
         .fold((0u64, 0u64), |(n, b), s| (n + 1, b + s));
-    shared.set_need(&folder.id, left.0, left.1);
+    shared.set_need(&folder.id, left.0 + other_files, left.1 + other_bytes);
+    report.failed_bytes = report
+        .failed
+        .iter()
+        .filter_map(|(n, _)| sizes.get(n).map(|s| (n.clone(), *s)))
+        .collect();
     if !done.is_empty() {
         match shared.db.apply_pulled(&folder.id, done) {
             Ok(applied) => report.applied.extend(applied),

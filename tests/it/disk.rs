@@ -154,6 +154,13 @@ fn a_full_disk_fails_only_what_does_not_fit_and_the_pull_resumes_when_space_retu
     });
     assert!(failed_names(&b).contains(&"a-big.bin".to_string()));
     nothing_partial_in_place(&tree(&fb), &tree(&fa), "after the later file");
+    // The waiting file is still part of what B needs, whatever ran in between.
+    let st = folder_status(&b);
+    assert_eq!(
+        (st["need_files"].as_u64(), st["need_bytes"].as_u64()),
+        (Some(1), Some(12 << 20)),
+        "{st}"
+    );
 
     // Space returns: the pull resumes by itself (no rescan asked) and ends identical.
     std::fs::remove_file(inside.join("filler")).expect("free space");
@@ -165,7 +172,7 @@ fn a_full_disk_fails_only_what_does_not_fit_and_the_pull_resumes_when_space_retu
     );
     wait_for("the error is gone", &sb, 10, || {
         let st = folder_status(&b);
-        st["error"].is_null() && failed_names(&b).is_empty()
+        st["error"].is_null() && failed_names(&b).is_empty() && st["need_files"] == 0
     });
     assert!(!sb.log().contains("panicked"), "{}", sb.log());
 }
