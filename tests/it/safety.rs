@@ -387,7 +387,7 @@ fn a_receiver_killed_at_random_moments_never_shows_a_partial_file() {
 
 #[test]
 fn a_receive_only_folder_lists_its_local_changes_and_revert_restores_the_peers_version() {
-    let p = sync_pair();
+    let mut p = sync_pair();
     let (fa, fb) = (p.a.path("f"), p.b.path("f"));
     std::fs::write(fa.join("edit.txt"), "from A").expect("write");
     std::fs::write(fa.join("del.txt"), "A's file, deleted on B").expect("write");
@@ -479,6 +479,33 @@ fn a_receive_only_folder_lists_its_local_changes_and_revert_restores_the_peers_v
     );
     // A never saw any of it.
     assert!(!fa.join("new.txt").exists() && !fa.join("newdir").exists());
+    // The same without a running service: the revert is done on the home, and the
+    // peers' version comes back when the service runs again.
+    std::fs::write(fb.join("edit.txt"), "edited on B again").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    assert!(wait_until(
+        Duration::from_secs(10),
+        || p.b.status()["folders"][0]["local_changes"] == 1
+    ));
+    p.sb.kill();
+    let out = p.b.run(&["folder", "revert", "f"]);
+    assert!(
+        out.ok().contains("1 local change(s) reverted"),
+        "{}",
+        out.stdout
+    );
+    assert!(!fb.join("edit.txt").exists(), "moved aside at once");
+    p.sb = p.b.serve();
+    assert_converges(&p, "the peers' version is back after an offline revert");
+    assert_eq!(
+        std::fs::read_to_string(fb.join("edit.txt")).expect("read"),
+        "from A"
+    );
+    assert_eq!(
+        walkdir(&fb.join(".shoal/versions")).len(),
+        4,
+        "kept as well"
+    );
 }
 
 fn mode(path: &std::path::Path) -> u32 {
