@@ -15,6 +15,27 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 type ScanReply = oneshot::Sender<Result<(), String>>;
+type RevertReply = oneshot::Sender<Result<serde_json::Value, String>>;
+
+/// What a folder task is asked to do, in turn with its scans and pulls.
+enum FolderRequest {
+    Scan(ScanReply),
+    /// Throw away a receive-only folder's local changes.
+    Revert(RevertReply),
+}
+
+impl FolderRequest {
+    fn fail(self, msg: String) {
+        match self {
+            FolderRequest::Scan(r) => {
+                let _ = r.send(Err(msg));
+            }
+            FolderRequest::Revert(r) => {
+                let _ = r.send(Err(msg));
+            }
+        }
+    }
+}
 
 /// The running folder tasks, by folder ID.
 #[derive(Default)]
@@ -24,7 +45,7 @@ pub struct FolderControl {
 
 struct FolderTask {
     config: FolderConfig,
-    rescan: mpsc::Sender<ScanReply>,
+    rescan: mpsc::Sender<FolderRequest>,
     pull: mpsc::UnboundedSender<Vec<String>>,
     cancel: CancellationToken,
 }
@@ -39,7 +60,7 @@ impl FolderControl {
     pub fn queue_rescan(&self, folder: &str) {
         if let Some(t) = lock(&self.tasks).get(folder) {
             let (tx, _) = oneshot::channel();
-            let _ = t.rescan.try_send(tx);
+            let _ = t.rescan.try_send(FolderRequest::Scan(tx));
         }
     }
 }
@@ -139,14 +160,23 @@ const MARKER_CHECK: Duration = Duration::from_secs(2);
 async fn run_folder(
     shared: Arc<Shared>,
     folder: FolderConfig,
-    mut requests: mpsc::Receiver<ScanReply>,
+    mut requests: mpsc::Receiver<FolderRequest>,
     mut pulls: mpsc::UnboundedReceiver<Vec<String>>,
     cancel: CancellationToken,
 ) {
     if folder.paused {
         set_state(&shared, &folder.id, "paused", None);
-        cancel.cancelled().await;
-        return;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = requests.recv() => match r {
+                    // A paused folder is not scanned: nothing to wait for.
+                    Some(FolderRequest::Scan(reply)) => { let _ = reply.send(Ok(())); }
+                    Some(req) => req.fail(format!("folder \"{}\" is paused; resume it first", folder.id)),
+                    None => return,
+                },
+            }
+        }
     }
     loop {
         // Invariant 6: without its marker a folder neither scans nor pulls; it waits.
@@ -156,7 +186,7 @@ async fn run_folder(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = requests.recv() => match r {
-                    Some(reply) => { let _ = reply.send(Err(msg)); }
+                    Some(req) => req.fail(msg),
                     None => return,
                 },
                 _ = tokio::time::sleep(MARKER_CHECK) => {}
@@ -174,7 +204,7 @@ async fn run_folder(
 async fn run_folder_live(
     shared: &Arc<Shared>,
     folder: &FolderConfig,
-    requests: &mut mpsc::Receiver<ScanReply>,
+    requests: &mut mpsc::Receiver<FolderRequest>,
     pulls: &mut mpsc::UnboundedReceiver<Vec<String>>,
     cancel: &CancellationToken,
 ) -> Flow {
@@ -270,10 +300,23 @@ async fn run_folder_live(
                 }
             }
             r = requests.recv() => {
-                let Some(reply) = r else { return Flow::Cancelled };
+                let Some(req) = r else { return Flow::Cancelled };
                 let result = scan_once(&shared, &folder, None, &cancel).await;
-                let _ = reply.send(result);
                 next_full = tokio::time::Instant::now() + interval;
+                match req {
+                    FolderRequest::Scan(reply) => { let _ = reply.send(result); }
+                    FolderRequest::Revert(reply) => {
+                        // Between pulls, on the index the scan just brought up to date.
+                        let answer = match result {
+                            Err(e) => Err(e),
+                            Ok(()) => revert_now(&shared, &folder).await.map(|(json, names)| {
+                                pending_pull.extend(names);
+                                json
+                            }),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
                 // The user may have fixed what made pulls fail: try them again now.
                 if !retry.is_empty() {
                     retry_at = None;
@@ -569,7 +612,7 @@ pub async fn rescan(
             return Err(format!("folder \"{id}\" is not running"));
         };
         let (rtx, rrx) = oneshot::channel();
-        tx.send(rtx)
+        tx.send(FolderRequest::Scan(rtx))
             .await
             .map_err(|_| format!("folder \"{id}\" stopped"))?;
         waits.push(rrx);
@@ -589,15 +632,12 @@ pub async fn rescan(
     }
 }
 
-/// Throws away a receive-only folder's local changes: scans it first (so the index holds
-/// what is on disk), reverts on a blocking thread, then queues the pulls that bring the
-/// peers' versions back.
+/// Throws away a receive-only folder's local changes (`shoal folder revert`): the folder's
+/// task scans it (so the index holds what is on disk), reverts, and pulls the peers'
+/// versions back, in turn with its other scans and pulls.
 pub async fn revert(shared: &Arc<Shared>, folder: String) -> Result<serde_json::Value, String> {
     let config = shared.config();
-    let f = config
-        .require_folder(&folder)
-        .map_err(|e| e.to_string())?
-        .clone();
+    let f = config.require_folder(&folder).map_err(|e| e.to_string())?;
     if f.mode != crate::config::FolderMode::ReceiveOnly {
         return Err(format!(
             "folder \"{}\" is {}: only a receive-only folder keeps local changes apart",
@@ -605,20 +645,50 @@ pub async fn revert(shared: &Arc<Shared>, folder: String) -> Result<serde_json::
             f.mode.as_str()
         ));
     }
-    rescan(shared, Some(folder.clone())).await?;
+    let mut sender = None;
+    for _ in 0..50 {
+        if let Some(t) = lock(&shared.folder_ctl.tasks).get(&folder) {
+            sender = Some(t.rescan.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(tx) = sender else {
+        return Err(format!("folder \"{folder}\" is not running"));
+    };
+    let (rtx, rrx) = oneshot::channel();
+    tx.send(FolderRequest::Revert(rtx))
+        .await
+        .map_err(|_| format!("folder \"{folder}\" stopped"))?;
+    rrx.await
+        .unwrap_or_else(|_| Err("folder task stopped".into()))
+}
+
+/// The revert itself, on a blocking thread: its report and the names to pull.
+async fn revert_now(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+) -> Result<(serde_json::Value, Vec<String>), String> {
     let s = shared.clone();
-    let fc = f.clone();
+    let f = folder.clone();
     let report = tokio::task::spawn_blocking(move || {
-        crate::sync::receive_only::revert(&s.db, &fc, s.local.short())
+        crate::sync::receive_only::revert(&s.db, &f, s.local.short())
     })
     .await
     .map_err(|e| format!("revert task failed: {e}"))?
     .map_err(|e| format!("{e:#}"))?;
     if !report.reverted.is_empty() {
-        info!(folder = %f.id, reverted = report.reverted.len(), kept = report.kept.len(), "local changes reverted");
-        shared.queue_pull(&f.id, report.reverted.clone());
+        info!(
+            reverted = report.reverted.len(),
+            kept = report.kept.len(),
+            "local changes reverted"
+        );
+        shared.local_changed(&folder.id);
     }
-    Ok(crate::sync::receive_only::report_json(&report))
+    Ok((
+        crate::sync::receive_only::report_json(&report),
+        report.reverted,
+    ))
 }
 
 /// `status --json` as the running service sees it.
