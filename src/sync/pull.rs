@@ -12,6 +12,12 @@
 //! Before anything on disk is replaced or deleted, it is compared with the local index
 //! entry: a local change not yet scanned is never overwritten (the name is rescanned
 //! instead and the two versions meet as a concurrent change).
+//!
+//! Disk trouble is per file: a file is started only if it fits in the free space less a
+//! reserve (`Budget`), a write that fails with `ENOSPC` drops its temp file (it would
+//! hold the space others need), and every failure is reported with what to do about it
+//! (`explain`); the rest of the batch goes on, and the folder task retries the failures
+//! (see `service::folders` for the schedule).
 
 use super::fsops::FolderFs;
 use crate::config::FolderConfig;
