@@ -453,8 +453,15 @@ async fn pull(
     if !report.rescan.is_empty() {
         let _ = scan_once(shared, folder, Some(report.rescan.clone()), cancel).await;
     }
-    for (name, e) in &report.failed {
+    // Bounded: a read-only disk fails every file of every retry.
+    for (name, e) in report.failed.iter().take(FAILURES_LOGGED) {
         warn!(%name, error = %e, "pull failed; will retry");
+    }
+    if report.failed.len() > FAILURES_LOGGED {
+        warn!(
+            more = report.failed.len() - FAILURES_LOGGED,
+            "more pulls failed; `shoal status --json` lists them"
+        );
     }
     // The folder keeps syncing what it can; what failed is shown (until it succeeds or is
     // no longer needed: every failed name is in a later batch) and retried.
@@ -485,6 +492,9 @@ fn pull_error_summary(errors: &std::collections::BTreeMap<String, String>) -> Op
         )
     })
 }
+
+/// Failed pulls of one batch logged one by one.
+const FAILURES_LOGGED: usize = 20;
 
 /// At most this many failed names are listed in `status --json`.
 const PULL_ERRORS_LISTED: usize = 100;

@@ -142,10 +142,14 @@ impl FolderFs {
         }
     }
 
-    /// Sets a directory's permission bits (never following a symlink).
+    /// Sets a directory's permission bits (never following a symlink). Bits already right
+    /// are left alone: a directory someone else owns need not be ours to be fine.
     pub fn chmod_dir(&self, name: &str, mode: u32) -> io::Result<()> {
         let (dir, base) = self.parent(name)?;
         let fd = rustix::fs::openat(dir.as_fd(), base.as_str(), dir_flags(), Mode::empty())?;
+        if rustix::fs::fstat(&fd)?.st_mode & 0o777 == mode & 0o777 {
+            return Ok(());
+        }
         rustix::fs::fchmod(fd.as_fd(), Mode::from_raw_mode(mode & 0o777))?;
         Ok(())
     }

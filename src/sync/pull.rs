@@ -345,7 +345,7 @@ pub fn pull_batch(
         };
         if let Err(e) = result {
             let why = explain(folder, &name, &e);
-            warn!(folder = %folder.id, %name, error = %why, "cannot apply");
+            debug!(folder = %folder.id, %name, error = %why, "cannot apply");
             report.failed.push((name, why));
         }
     }
