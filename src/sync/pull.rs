@@ -511,6 +511,11 @@ fn explain(folder: &FolderConfig, name: &str, e: &io::Error) -> String {
                 .unwrap_or_default(),
             dir.display()
         ),
+        Some(Errno::NOENT) => format!(
+            "{e}: {} is missing (its directory could not be made, or was removed meanwhile); \
+             the pull resumes by itself",
+            dir.display()
+        ),
         Some(Errno::ROFS) => format!(
             "{e}: {} is on a read-only file system; remount it read-write (the pull resumes \
              by itself)",
