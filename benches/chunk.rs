@@ -109,6 +109,7 @@ fn run(root: &Path, prev: &HashMap<String, ScanState>) -> (Vec<LocalChange>, Sca
         prev,
         only: None,
         caps: shoal::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
     };
     let summary = scan(
         &req,

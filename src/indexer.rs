@@ -145,6 +145,7 @@ fn scan_into(
         prev: &prev,
         only,
         caps,
+        ignore_perms: folder.ignore_perms,
     };
     let mut marker_lost = None;
     let mut sink = |batch: Vec<scan::LocalChange>| -> Result<(), IndexError> {

@@ -49,6 +49,19 @@ one that holds another folder, and one that holds this device's home."
     Ls(LsArgs),
     /// Change a folder's mode: send-receive, send-only or receive-only
     Mode { folder_id: String, mode: FolderMode },
+    /// Throw away a receive-only folder's local changes (kept in .shoal/versions/)
+    #[command(
+        long_about = "Make a receive-only folder what its peers have again. Every file added or \
+changed here is first moved into FOLDER/.shoal/versions/ (whatever the folder's versioning), an \
+added directory is removed once empty, and the peers' versions are pulled (deleted files come \
+back). `shoal ls FOLDER_ID --local-changes` lists what would be reverted."
+    )]
+    Revert {
+        folder_id: String,
+        /// One JSON document on stdout: {"reverted", "kept": [{"name", "moved_to"}], "left", "failed"}
+        #[arg(long)]
+        json: bool,
+    },
     /// Keep files that a peer's change replaces or deletes: off, trash DAYS, simple KEEP
     #[command(
         long_about = "What happens to a file that a peer's change replaces or deletes: \
@@ -172,6 +185,7 @@ pub fn run(ctx: &Context, cmd: FolderCommand) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
+        FolderCommand::Revert { folder_id, json } => revert(ctx, &folder_id, json),
         FolderCommand::Versioning {
             folder_id,
             kind,
@@ -250,4 +264,64 @@ pub fn run(ctx: &Context, cmd: FolderCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `folder revert`: through the running service (which then pulls the peers' versions), or
+/// on the home directly (they are pulled when the service next runs).
+fn revert(ctx: &Context, folder_id: &str, json: bool) -> anyhow::Result<()> {
+    let done = match ctx.target()? {
+        super::Target::Service(mut client) => {
+            client.call(&crate::service::api::Request::Revert {
+                folder: folder_id.to_string(),
+            })?
+        }
+        super::Target::Direct(_lock) => {
+            let config = ctx.config()?;
+            let folder = config.require_folder(folder_id)?;
+            let db = super::index::open_db(ctx)?;
+            let caps = crate::sync::names::probe(&folder.path)
+                .unwrap_or(crate::sync::names::FsCaps::ASSUMED);
+            crate::indexer::index_folder(&db, folder, caps, None, &|_| {}, None)?;
+            let report = crate::sync::receive_only::revert(&db, folder, ctx.local_id()?.short())?;
+            db.checkpoint()?;
+            crate::sync::receive_only::report_json(&report)
+        }
+    };
+    if json {
+        return print_json(&done);
+    }
+    let list = |key: &str| done[key].as_array().cloned().unwrap_or_default();
+    for k in list("kept") {
+        println!(
+            "kept   {} -> {}",
+            k["name"].as_str().unwrap_or_default(),
+            k["moved_to"].as_str().unwrap_or_default()
+        );
+    }
+    for l in list("left") {
+        println!("left   {} (not empty)", l.as_str().unwrap_or_default());
+    }
+    for f in list("failed") {
+        eprintln!(
+            "warning: cannot revert {}: {}",
+            f["name"].as_str().unwrap_or_default(),
+            f["error"].as_str().unwrap_or_default()
+        );
+    }
+    println!(
+        "{folder_id}: {} local change(s) reverted; the peers' versions are pulled{}",
+        list("reverted").len(),
+        if ctx.service().is_some() {
+            ""
+        } else {
+            " when the service runs"
+        }
+    );
+    if !list("failed").is_empty() {
+        anyhow::bail!(
+            "{} local change(s) could not be reverted (see the warnings)",
+            list("failed").len()
+        );
+    }
+    Ok(())
 }

@@ -23,6 +23,10 @@ pub struct RescanArgs {
 pub struct LsArgs {
     /// The folder to list
     folder_id: String,
+    /// Only a receive-only folder's local changes (added, changed or deleted here and not
+    /// sent), each with its kind
+    #[arg(long)]
+    local_changes: bool,
     /// One JSON array on stdout
     #[arg(long)]
     json: bool,
@@ -192,20 +196,7 @@ fn progress_bar(folder: &str) -> indicatif::ProgressBar {
     bar
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::sync::human_bytes;
 
 /// The opaque version string of `ls`: `SHORTID:counter` pairs.
 fn version_text(f: &FileInfo) -> String {
@@ -231,12 +222,65 @@ struct EntryJson<'a> {
     sequence: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
     symlink_target: &'a str,
+    /// With `--local-changes`: `added`, `changed` or `deleted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change: Option<&'static str>,
+}
+
+fn entry_json<'a>(f: &'a FileInfo, change: Option<&'static str>) -> EntryJson<'a> {
+    EntryJson {
+        name: &f.name,
+        file_type: f.file_type.as_str(),
+        size: f.size,
+        modified: rfc3339_ns(f.modified_ns),
+        deleted: f.deleted,
+        version: version_text(f),
+        blocks: f.blocks.len(),
+        permissions: format!("{:04o}", f.permissions),
+        sequence: f.sequence,
+        symlink_target: &f.symlink_target,
+        change,
+    }
+}
+
+/// `ls --local-changes`: a receive-only folder's local changes.
+fn ls_local_changes(
+    folder: &crate::config::FolderConfig,
+    reader: &crate::db::Reader,
+    json: bool,
+) -> anyhow::Result<()> {
+    if folder.mode != crate::config::FolderMode::ReceiveOnly {
+        anyhow::bail!(
+            "folder \"{}\" is {}: only a receive-only folder keeps local changes apart (its \
+             changes are sent)",
+            folder.id,
+            folder.mode.as_str()
+        );
+    }
+    let changes = crate::sync::receive_only::list(reader, folder)?;
+    if json {
+        let list: Vec<_> = changes
+            .iter()
+            .map(|(f, k)| entry_json(f, Some(k.as_str())))
+            .collect();
+        return print_json(&list);
+    }
+    for (f, k) in &changes {
+        println!("{} {}", pad(k.as_str(), 8), f.name);
+    }
+    if changes.is_empty() {
+        eprintln!("{}: no local changes", folder.id);
+    }
+    Ok(())
 }
 
 pub fn ls(ctx: &Context, args: LsArgs) -> anyhow::Result<()> {
     let config = ctx.config()?;
     let folder = config.require_folder(&args.folder_id)?;
     let reader = open_reader(ctx)?;
+    if args.local_changes {
+        return ls_local_changes(folder, &reader, args.json);
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
@@ -244,18 +288,7 @@ pub fn ls(ctx: &Context, args: LsArgs) -> anyhow::Result<()> {
         let mut first = true;
         write!(out, "[")?;
         reader.for_each_local(&folder.id, |f| {
-            let entry = EntryJson {
-                name: &f.name,
-                file_type: f.file_type.as_str(),
-                size: f.size,
-                modified: rfc3339_ns(f.modified_ns),
-                deleted: f.deleted,
-                version: version_text(&f),
-                blocks: f.blocks.len(),
-                permissions: format!("{:04o}", f.permissions),
-                sequence: f.sequence,
-                symlink_target: &f.symlink_target,
-            };
+            let entry = entry_json(&f, None);
             let sep = if first { "\n  " } else { ",\n  " };
             first = false;
             write!(out, "{sep}")?;

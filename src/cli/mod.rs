@@ -253,6 +253,7 @@ pub fn change_config(ctx: &Context, change: crate::config::ConfigChange) -> anyh
         Target::Direct(_lock) => {
             let local = ctx.local_id()?;
             let mut config = ctx.config()?;
+            let released = crate::service::leaves_receive_only(&config, &change);
             change.apply(&mut config, &local, &ctx.home.dirs_canonical())?;
             if let crate::config::ConfigChange::AddFolder { path, .. } = &change {
                 crate::config::change::create_folder_root(path)?;
@@ -260,6 +261,13 @@ pub fn change_config(ctx: &Context, change: crate::config::ConfigChange) -> anyh
             config.save(&ctx.home)?;
             if let crate::config::ConfigChange::RemoveFolder { folder } = &change {
                 index::forget_folder(ctx, folder)?;
+            }
+            if let Some(folder) = released.and_then(|id| config.folder(&id).cloned())
+                && ctx.home.db_path().exists()
+            {
+                // The local changes held back go out when the service next runs.
+                let db = index::open_db(ctx)?;
+                crate::sync::receive_only::release(&db, &folder)?;
             }
             Ok(())
         }

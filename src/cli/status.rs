@@ -43,12 +43,24 @@ pub struct FolderStatus {
     /// A peer's names that are another spelling of a local name here (never written).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub name_clashes: Vec<NameClash>,
+    /// A receive-only folder's changes made here and not sent (`ls --local-changes`).
+    #[serde(default)]
+    pub local_changes: u64,
+    /// Files whose last pull failed, with the reason (only from a running service).
+    #[serde(default)]
+    pub pull_errors: Vec<PullError>,
 }
 
 #[derive(Serialize, serde::Deserialize)]
 pub struct NameClash {
     pub name: String,
     pub local: String,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+pub struct PullError {
+    pub name: String,
+    pub error: String,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -94,6 +106,8 @@ pub fn run(ctx: &Context, args: StatusArgs) -> anyhow::Result<()> {
             need_bytes: 0,
             file_system: None,
             name_clashes: Vec::new(),
+            local_changes: crate::sync::receive_only::count(&reader, f),
+            pull_errors: Vec::new(),
         });
     }
     let devices = config
@@ -152,6 +166,13 @@ fn print_human(status: &StatusJson) {
             println!(
                 "        … and {} more name clashes",
                 f.name_clashes.len() - CLASHES_SHOWN
+            );
+        }
+        if f.local_changes > 0 {
+            println!(
+                "        {} local change(s) not sent (receive-only): `shoal ls {} --local-changes`, \
+                 `shoal folder revert {}`",
+                f.local_changes, f.id, f.id
             );
         }
     }

@@ -355,6 +355,33 @@ impl Db {
         self.request(move |conn| store::update_remote(conn, &folder, device, index_id, files))
     }
 
+    /// Gives local entries new sequence numbers (see `store::resequence_local`).
+    pub fn resequence_local(&self, folder: &str, names: Vec<String>) -> Result<usize, DbError> {
+        let folder = folder.to_string();
+        self.request(move |conn| store::resequence_local(conn, &folder, &names))
+    }
+
+    /// Stores a peer's index entries and forgets what we held of the names it marks
+    /// invalid (see `store::update_remote` and `store::forget_remote_names`), in one
+    /// transaction.
+    pub fn update_remote_with_invalid(
+        &self,
+        folder: &str,
+        device: DeviceId,
+        index_id: u64,
+        files: Vec<FileInfo>,
+        invalid: Vec<(String, u64)>,
+    ) -> Result<(), DbError> {
+        let folder = folder.to_string();
+        self.request(move |conn| {
+            store::update_remote(conn, &folder, device, index_id, files)?;
+            if invalid.is_empty() {
+                return Ok(());
+            }
+            store::forget_remote_names(conn, &folder, device, index_id, &invalid)
+        })
+    }
+
     /// `update_remote` without waiting (see `submit_local`).
     pub fn submit_remote(
         &self,
@@ -573,6 +600,12 @@ impl Reader {
         limit: usize,
     ) -> Result<Vec<FileInfo>, DbError> {
         self.at(store::local_changes_since(&self.conn, folder, after, limit))
+    }
+
+    /// Local entries whose exact version no peer holds (see
+    /// `store::local_change_candidates`).
+    pub fn local_change_candidates(&self, folder: &str) -> Result<Vec<FileInfo>, DbError> {
+        self.at(store::local_change_candidates(&self.conn, folder))
     }
 
     /// Local files (any folder) holding a block with exactly this hash, at most `limit`.

@@ -849,6 +849,40 @@ fn write_local(
     Ok(stored)
 }
 
+/// Gives the local entries of `names` the next sequence numbers, in order, changing
+/// nothing else: the index exchange then sends them again (a receive-only folder's local
+/// changes, held back until it becomes send-receive). Returns how many were found.
+pub fn resequence_local(
+    conn: &Connection,
+    folder: &str,
+    names: &[String],
+) -> Result<usize, DbError> {
+    let Some(folder) = folder_idx(conn, folder)? else {
+        return Ok(0);
+    };
+    let (_, mut sequence) = index_row(conn, folder, LOCAL)?
+        .ok_or_else(|| DbError::Damaged(format!("folder {folder} has no local index row")))?;
+    let mut found = 0;
+    for name in names {
+        let Some(n) = name_idx(conn, name)? else {
+            continue;
+        };
+        let changed = conn
+            .prepare_cached(
+                "UPDATE files SET sequence = ?1 WHERE folder = ?2 AND device = 0 AND name = ?3",
+            )?
+            .execute(params![to_i64(sequence + 1), folder, n])?;
+        if changed > 0 {
+            sequence += 1;
+            found += 1;
+        }
+    }
+    if found > 0 {
+        set_max_sequence(conn, folder, LOCAL, sequence)?;
+    }
+    Ok(found)
+}
+
 /// Stores a new change token for an entry whose contents did not change.
 fn refresh_token(
     conn: &Connection,
@@ -886,20 +920,7 @@ pub fn update_remote(
             "device {device} is the local device; its entries are written with update_local"
         )));
     }
-    let mut max = match index_row(conn, folder, dev)? {
-        Some((id, max)) if id == index_id => max,
-        held => {
-            if held.is_some() {
-                drop_rows(conn, folder, dev)?;
-            }
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO indexes (folder, device, index_id, max_sequence) \
-                 VALUES (?1, ?2, ?3, 0)",
-            )?
-            .execute(params![folder, dev, to_i64(index_id)])?;
-            0
-        }
-    };
+    let mut max = remote_index_start(conn, folder, dev, index_id)?;
     let start = max;
     let mut devices = Devices::new(conn);
     let mut orphan_lists = Vec::new();
@@ -948,6 +969,76 @@ pub fn update_remote(
             orphan_lists.push(old);
         }
         max = max.max(info.sequence);
+    }
+    if max != start {
+        set_max_sequence(conn, folder, dev, max)?;
+    }
+    collect_lists(conn, &orphan_lists)?;
+    Ok(())
+}
+
+/// How far we hold the peer's index `index_id`; a different one from the one held means
+/// the peer's index was reset: what we held of it is dropped (a full index follows).
+fn remote_index_start(
+    conn: &Connection,
+    folder: i64,
+    dev: i64,
+    index_id: u64,
+) -> Result<u64, DbError> {
+    Ok(match index_row(conn, folder, dev)? {
+        Some((id, max)) if id == index_id => max,
+        held => {
+            if held.is_some() {
+                drop_rows(conn, folder, dev)?;
+            }
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO indexes (folder, device, index_id, max_sequence) \
+                 VALUES (?1, ?2, ?3, 0)",
+            )?
+            .execute(params![folder, dev, to_i64(index_id)])?;
+            0
+        }
+    })
+}
+
+/// Records a peer's `invalid` entries ("don't take this from me": ignored or unreadable
+/// there), given as (name, sequence): what we held of those names from that peer is
+/// forgotten, so nothing is ever pulled, replaced or deleted because of it, and the
+/// sequences count as received. (The interned names stay until a bulk clean-up.)
+pub fn forget_remote_names(
+    conn: &Connection,
+    folder: &str,
+    device: DeviceId,
+    index_id: u64,
+    entries: &[(String, u64)],
+) -> Result<(), DbError> {
+    let folder = ensure_folder(conn, folder)?;
+    let dev = ensure_device(conn, device)?;
+    if dev == LOCAL {
+        return Err(DbError::Invalid(format!(
+            "device {device} is the local device; its entries are written with update_local"
+        )));
+    }
+    let mut max = remote_index_start(conn, folder, dev, index_id)?;
+    let start = max;
+    let mut orphan_lists = Vec::new();
+    for (name, seq) in entries {
+        if let Some(n) = name_idx(conn, name)? {
+            let old: Option<Option<i64>> = conn
+                .prepare_cached(
+                    "SELECT blocklist FROM files WHERE folder = ?1 AND device = ?2 AND name = ?3",
+                )?
+                .query_row(params![folder, dev, n], |r| r.get(0))
+                .optional()?;
+            if let Some(list) = old {
+                conn.prepare_cached(
+                    "DELETE FROM files WHERE folder = ?1 AND device = ?2 AND name = ?3",
+                )?
+                .execute(params![folder, dev, n])?;
+                orphan_lists.extend(list);
+            }
+        }
+        max = max.max(*seq);
     }
     if max != start {
         set_max_sequence(conn, folder, dev, max)?;
@@ -1223,6 +1314,32 @@ fn for_each_of<E: From<DbError>>(
         f(decode(row, &mut devices)?)?;
     }
     Ok(())
+}
+
+/// Local entries of a folder whose version no peer's entry of the name has exactly, in
+/// name order: the candidates for a receive-only folder's local changes (the caller
+/// compares versions to drop those a peer has a newer one of). One probe per local entry
+/// and peer, on the primary key.
+pub fn local_change_candidates(conn: &Connection, folder: &str) -> Result<Vec<FileInfo>, DbError> {
+    let Some(folder) = folder_idx(conn, folder)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM names n CROSS JOIN files f \
+         ON f.folder = ?1 AND f.device = 0 AND f.name = n.idx \
+         LEFT JOIN blocklists bl ON bl.idx = f.blocklist \
+         WHERE NOT EXISTS (SELECT 1 FROM indexes i CROSS JOIN files r \
+             ON r.folder = i.folder AND r.device = i.device AND r.name = f.name \
+             WHERE i.folder = ?1 AND i.device <> 0 AND r.version = f.version) \
+         ORDER BY n.name"
+    ))?;
+    let mut rows = stmt.query([folder])?;
+    let mut devices = Devices::new(conn);
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row, &mut devices)?);
+    }
+    Ok(out)
 }
 
 /// Local entries with a sequence number above `after`, in sequence order, at most `limit`.

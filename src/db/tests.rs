@@ -1053,3 +1053,73 @@ fn tombstones_are_forgotten_only_after_their_time() {
         "live entries stay"
     );
 }
+
+#[test]
+fn a_peers_invalid_entries_forget_what_we_held_and_count_as_received() {
+    let conn = mem();
+    let mut a = small("a", "a");
+    a.sequence = 1;
+    let mut b = big("b", "b", 2);
+    b.sequence = 2;
+    write(&conn, |c| {
+        store::update_remote(c, FOLDER, peer(), 10, vec![a.clone(), b])
+    });
+    write(&conn, |c| {
+        store::forget_remote_names(
+            c,
+            FOLDER,
+            peer(),
+            10,
+            &[("b".to_string(), 3), ("never-seen".to_string(), 4)],
+        )
+    });
+    assert_eq!(store::get(&conn, FOLDER, peer(), "b").expect("get"), None);
+    assert_eq!(
+        store::get(&conn, FOLDER, peer(), "a").expect("get"),
+        Some(a)
+    );
+    assert_eq!(
+        store::index_info(&conn, FOLDER, peer()).expect("info"),
+        Some((10, 4)),
+        "the invalid entries' sequences count as received"
+    );
+    assert_eq!(count(&conn, "blocklists"), 0, "b's list is collected");
+    assert!(
+        store::forget_remote_names(&conn, FOLDER, local(), 1, &[]).is_err(),
+        "the local device is not a peer"
+    );
+}
+
+#[test]
+fn resequencing_local_entries_gives_them_the_next_numbers_and_nothing_else() {
+    let conn = mem();
+    let stored = local_update(
+        &conn,
+        vec![small("a", "a"), small("b", "b"), small("c", "c")],
+    );
+    let before = store::get_local(&conn, FOLDER, "a")
+        .expect("get")
+        .expect("a");
+    let n = write(&conn, |c| {
+        store::resequence_local(c, FOLDER, &["a".to_string(), "missing".to_string()])
+    });
+    assert_eq!(n, 1);
+    let after = store::get_local(&conn, FOLDER, "a")
+        .expect("get")
+        .expect("a");
+    let top = stored.iter().map(|f| f.sequence).max().expect("seq");
+    assert_eq!(after.sequence, top + 1);
+    assert_eq!(
+        FileInfo {
+            sequence: before.sequence,
+            ..after.clone()
+        },
+        before,
+        "only the sequence changed"
+    );
+    let since = store::local_changes_since(&conn, FOLDER, top, 10).expect("since");
+    assert_eq!(
+        since.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+}

@@ -147,8 +147,13 @@
 //! A short ID is the first 8 bytes of a device ID read as a big-endian u64. A version
 //! vector's counters may come in any order; a receiver keeps the highest counter per
 //! device and drops zeros. `invalid` means "don't take this from me": the entry is
-//! ignored or unreadable on the sender, whose version is recorded but whose content is
-//! never pulled from it.
+//! ignored or unreadable on the sender. A receiver never pulls its content from that
+//! sender and never replaces or deletes anything because of it (not even for an invalid
+//! tombstone); Shoal forgets what it held of that name from that sender and counts the
+//! sequence as received. Shoal itself sends no invalid entry in version 1: a name that
+//! becomes ignored or unreadable keeps its last indexed entry (the scanner infers no
+//! deletion from it, so peers delete nothing), and a request for data it no longer holds
+//! as indexed is answered with code 2 or 4.
 //!
 //! Entry rules, checked by [`WireFile::into_file_info`] (an entry that breaks one is not
 //! stored: the receiver skips and logs it): the name passes [`validate_name`]; only a

@@ -1,7 +1,7 @@
 //! Hashing the files the walk found changed, in parallel, one read buffer per worker.
 
 use super::chunker::{BlockHasher, HashError};
-use super::walk::{Ctx, change, state};
+use super::walk::{Ctx, change};
 use super::{Event, RACY_WINDOW_NS};
 use crate::protocol::FileType;
 use rayon::prelude::*;
@@ -102,7 +102,7 @@ fn hash_one(
         Ok(after) if total == before.len() && same_token(&before, &after) => {}
         _ => return retry(),
     }
-    let mut st = state(&before, FileType::File, String::new());
+    let mut st = ctx.state(name, &before, FileType::File, String::new());
     if st.modified_ns > read_start.saturating_sub(RACY_WINDOW_NS) {
         // A write in the same clock tick as our read would leave size and mtime as they
         // are: have the next scan read this file again.

@@ -93,6 +93,11 @@ pub struct ScanRequest<'a> {
     pub only: Option<&'a [String]>,
     /// How the folder's file system compares names (`sync::names::probe`).
     pub caps: crate::sync::names::FsCaps,
+    /// The folder's `ignore_perms` (FAT, CIFS): permission bits on disk are not recorded.
+    /// An entry keeps the permissions the index holds for it (those a peer sent), a new
+    /// one is recorded as 0644 (0755 for a directory), so a file system that cannot store
+    /// modes announces none of its made-up ones and a local chmod is no change.
+    pub ignore_perms: bool,
 }
 
 /// An entry the scan skipped, and why.

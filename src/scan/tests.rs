@@ -55,6 +55,7 @@ impl Folder {
             prev: &self.index,
             only,
             caps: crate::sync::names::FsCaps::PLAIN,
+            ignore_perms: false,
         };
         let mut changes = Vec::new();
         let summary = scan(
@@ -247,6 +248,7 @@ fn a_bad_shoalignore_stops_the_scan() {
         prev: &f.index,
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("bad pattern");
     assert!(matches!(err, ScanFailure::Ignores(_)));
@@ -564,6 +566,7 @@ fn a_normalising_file_system_indexes_nfd_names_in_nfc() {
             case_insensitive: false,
             normalising: true,
         },
+        ignore_perms: false,
     };
     let mut changes = Vec::new();
     let summary = scan(
@@ -657,6 +660,7 @@ fn changes_arrive_in_batches_and_a_sink_error_stops_the_scan() {
         prev: &f.index,
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
     };
     let mut sizes = Vec::new();
     let summary = scan(
@@ -703,6 +707,7 @@ fn progress_is_throttled_and_adds_up() {
         prev: &f.index,
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
     };
     let calls = std::sync::Mutex::new(Vec::new());
     let summary = scan(&req, &mut |_| Ok::<(), String>(()), &|p| {
@@ -732,6 +737,7 @@ fn a_missing_root_is_a_failure() {
         prev: &f.index,
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("no root");
     assert!(matches!(err, ScanFailure::Root { .. }), "{err}");
@@ -756,6 +762,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
         prev: &f.index,
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
     };
     let mut changes = Vec::new();
     scan(

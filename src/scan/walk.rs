@@ -29,10 +29,35 @@ pub(super) struct Ctx<'a> {
     pub shared: &'a Shared,
     /// How the file system compares names (see `sync::names`).
     pub caps: FsCaps,
+    pub ignore_perms: bool,
     tx: &'a Sender<Event>,
 }
 
 impl Ctx<'_> {
+    /// The scan state of `name` from its `lstat`, with `ignore_perms` applied.
+    pub fn state(
+        &self,
+        name: &str,
+        meta: &Metadata,
+        file_type: FileType,
+        symlink_target: String,
+    ) -> ScanState {
+        let mut st = state(meta, file_type, symlink_target);
+        if self.ignore_perms {
+            st.permissions = self
+                .prev
+                .get(name)
+                .filter(|p| !p.deleted && p.file_type == file_type)
+                .map(|p| p.permissions)
+                .unwrap_or(match file_type {
+                    FileType::Dir => 0o755,
+                    FileType::File => 0o644,
+                    FileType::Symlink => st.permissions,
+                });
+        }
+        st
+    }
+
     pub fn send(&self, event: Event) {
         // The scanning thread is gone only when the scan stops: stop the work too.
         if self.tx.send(event).is_err() {
@@ -54,6 +79,7 @@ pub(super) fn produce(
         ignores,
         shared,
         caps: req.caps,
+        ignore_perms: req.ignore_perms,
         tx: &tx,
     };
     // Where names fold, spellings come from directory listings only.
@@ -349,7 +375,7 @@ impl<'c, 'a> Visitor<'c, 'a> {
         let changed = |now: &ScanState| !prev.is_some_and(|p| unchanged(p, now));
         let ft = meta.file_type();
         if ft.is_dir() {
-            let now = state(meta, FileType::Dir, String::new());
+            let now = ctx.state(name, meta, FileType::Dir, String::new());
             if changed(&now) {
                 ctx.send(Event::Change(change(name, now, Vec::new())));
             }
@@ -370,13 +396,13 @@ impl<'c, 'a> Visitor<'c, 'a> {
                 self.error(name, "symlink target is not valid UTF-8");
                 return WalkState::Skip;
             };
-            let now = state(meta, FileType::Symlink, target.to_string());
+            let now = ctx.state(name, meta, FileType::Symlink, target.to_string());
             if changed(&now) {
                 ctx.send(Event::Change(change(name, now, Vec::new())));
             }
             WalkState::Skip
         } else if ft.is_file() {
-            let now = state(meta, FileType::File, String::new());
+            let now = ctx.state(name, meta, FileType::File, String::new());
             if changed(&now) {
                 ctx.shared.files_to_hash.fetch_add(1, Ordering::Relaxed);
                 ctx.shared

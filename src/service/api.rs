@@ -50,6 +50,11 @@ pub enum Request {
     Rescan {
         folder: Option<String>,
     },
+    /// Throw away a receive-only folder's local changes (`shoal folder revert`); answered
+    /// with `folder revert --json`'s document once the pulls are queued.
+    Revert {
+        folder: String,
+    },
     /// Turn this connection into an event stream.
     Subscribe,
 }

@@ -176,6 +176,7 @@ async fn handle(shared: &Arc<Shared>, req: Request) -> Answer {
             "no pending folder with that ID",
         ),
         Request::Rescan { folder } => super::folders::rescan(shared, folder).await,
+        Request::Revert { folder } => super::folders::revert(shared, folder).await,
         Request::Conflicts { folder } => conflicts(shared, folder).await,
         Request::Subscribe => Err("subscribe must be the connection's first request".into()),
     };

@@ -15,6 +15,27 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 type ScanReply = oneshot::Sender<Result<(), String>>;
+type RevertReply = oneshot::Sender<Result<serde_json::Value, String>>;
+
+/// What a folder task is asked to do, in turn with its scans and pulls.
+enum FolderRequest {
+    Scan(ScanReply),
+    /// Throw away a receive-only folder's local changes.
+    Revert(RevertReply),
+}
+
+impl FolderRequest {
+    fn fail(self, msg: String) {
+        match self {
+            FolderRequest::Scan(r) => {
+                let _ = r.send(Err(msg));
+            }
+            FolderRequest::Revert(r) => {
+                let _ = r.send(Err(msg));
+            }
+        }
+    }
+}
 
 /// The running folder tasks, by folder ID.
 #[derive(Default)]
@@ -24,7 +45,7 @@ pub struct FolderControl {
 
 struct FolderTask {
     config: FolderConfig,
-    rescan: mpsc::Sender<ScanReply>,
+    rescan: mpsc::Sender<FolderRequest>,
     pull: mpsc::UnboundedSender<Vec<String>>,
     cancel: CancellationToken,
 }
@@ -39,7 +60,7 @@ impl FolderControl {
     pub fn queue_rescan(&self, folder: &str) {
         if let Some(t) = lock(&self.tasks).get(folder) {
             let (tx, _) = oneshot::channel();
-            let _ = t.rescan.try_send(tx);
+            let _ = t.rescan.try_send(FolderRequest::Scan(tx));
         }
     }
 }
@@ -112,9 +133,15 @@ fn set_state(shared: &Shared, folder: &str, state: &str, error: Option<String>) 
 /// How long the watcher waits for a burst of changes to settle before scanning: short,
 /// so a single saved file propagates in well under the 150 ms target.
 const WATCH_SETTLE: Duration = Duration::from_millis(20);
-/// Backoff of failed pulls.
+/// Backoff of failed pulls (a full disk, a permission error, a device gone): 2, 4, 8, 16,
+/// then every 30 seconds while they keep failing; back to 2 once a retry pulls everything.
+/// A retry also starts at once when the folder's file system gains free space (checked
+/// every [`MARKER_CHECK`] while something waits for a retry) and when the user asks for a
+/// rescan (`shoal rescan`), so a pull resumes within seconds of the cause going away.
 const PULL_RETRY_FIRST: Duration = Duration::from_secs(2);
-const PULL_RETRY_MAX: Duration = Duration::from_secs(60);
+const PULL_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Free space gained since the last failed pull that starts a retry early.
+const RETRY_ON_FREED: u64 = 1 << 20;
 /// Names handed to the puller at once.
 const PULL_BATCH: usize = 2000;
 /// A burst that keeps going is still scanned at least this often.
@@ -133,14 +160,23 @@ const MARKER_CHECK: Duration = Duration::from_secs(2);
 async fn run_folder(
     shared: Arc<Shared>,
     folder: FolderConfig,
-    mut requests: mpsc::Receiver<ScanReply>,
+    mut requests: mpsc::Receiver<FolderRequest>,
     mut pulls: mpsc::UnboundedReceiver<Vec<String>>,
     cancel: CancellationToken,
 ) {
     if folder.paused {
         set_state(&shared, &folder.id, "paused", None);
-        cancel.cancelled().await;
-        return;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = requests.recv() => match r {
+                    // A paused folder is not scanned: nothing to wait for.
+                    Some(FolderRequest::Scan(reply)) => { let _ = reply.send(Ok(())); }
+                    Some(req) => req.fail(format!("folder \"{}\" is paused; resume it first", folder.id)),
+                    None => return,
+                },
+            }
+        }
     }
     loop {
         // Invariant 6: without its marker a folder neither scans nor pulls; it waits.
@@ -150,7 +186,7 @@ async fn run_folder(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = requests.recv() => match r {
-                    Some(reply) => { let _ = reply.send(Err(msg)); }
+                    Some(req) => req.fail(msg),
                     None => return,
                 },
                 _ = tokio::time::sleep(MARKER_CHECK) => {}
@@ -168,13 +204,24 @@ async fn run_folder(
 async fn run_folder_live(
     shared: &Arc<Shared>,
     folder: &FolderConfig,
-    requests: &mut mpsc::Receiver<ScanReply>,
+    requests: &mut mpsc::Receiver<FolderRequest>,
     pulls: &mut mpsc::UnboundedReceiver<Vec<String>>,
     cancel: &CancellationToken,
 ) -> Flow {
     let shared = shared.clone();
     let folder = folder.clone();
     let cancel = cancel.clone();
+    // Failures of an earlier run are tried again below (or are no longer needed).
+    lock(&shared.folders)
+        .entry(folder.id.clone())
+        .or_default()
+        .pull_errors
+        .clear();
+    lock(&shared.folders)
+        .entry(folder.id.clone())
+        .or_default()
+        .pull_error_bytes
+        .clear();
     let db = shared.db.clone();
     let fid = folder.id.clone();
     let _ = tokio::task::spawn_blocking(move || db.add_folder(&fid)).await;
@@ -216,6 +263,8 @@ async fn run_folder_live(
     let mut retry: std::collections::BTreeSet<String> = Default::default();
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut retry_delay = PULL_RETRY_FIRST;
+    // Free space on the folder's file system when a pull last failed.
+    let mut free_at_failure: Option<u64> = None;
     loop {
         if !pending_pull.is_empty() && changed.is_empty() {
             // Bounded batches keep memory flat however much a peer has for us.
@@ -231,6 +280,7 @@ async fn run_folder_live(
                 retry.extend(failed);
                 retry_at = Some(tokio::time::Instant::now() + retry_delay);
                 retry_delay = (retry_delay * 2).min(PULL_RETRY_MAX);
+                free_at_failure = free_space(&folder.path);
             } else if retry.is_empty() {
                 retry_delay = PULL_RETRY_FIRST;
             }
@@ -250,12 +300,39 @@ async fn run_folder_live(
                 if check_marker(&folder).is_err() {
                     return Flow::MarkerLost;
                 }
+                // Space came back (a file deleted, a disk grown): retry now.
+                if retry_at.is_some()
+                    && let (Some(then), Some(now)) = (free_at_failure, free_space(&folder.path))
+                    && now > then.saturating_add(RETRY_ON_FREED)
+                {
+                    info!(freed = now - then, "free space came back; retrying failed pulls");
+                    retry_at = Some(tokio::time::Instant::now());
+                }
             }
             r = requests.recv() => {
-                let Some(reply) = r else { return Flow::Cancelled };
+                let Some(req) = r else { return Flow::Cancelled };
                 let result = scan_once(&shared, &folder, None, &cancel).await;
-                let _ = reply.send(result);
                 next_full = tokio::time::Instant::now() + interval;
+                match req {
+                    FolderRequest::Scan(reply) => { let _ = reply.send(result); }
+                    FolderRequest::Revert(reply) => {
+                        // Between pulls, on the index the scan just brought up to date.
+                        let answer = match result {
+                            Err(e) => Err(e),
+                            Ok(()) => revert_now(&shared, &folder).await.map(|(json, names)| {
+                                pending_pull.extend(names);
+                                json
+                            }),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
+                // The user may have fixed what made pulls fail: try them again now.
+                if !retry.is_empty() {
+                    retry_at = None;
+                    retry_delay = PULL_RETRY_FIRST;
+                    pending_pull.append(&mut retry);
+                }
             }
             Some(names) = pulls.recv() => {
                 pending_pull.extend(names);
@@ -291,6 +368,13 @@ async fn run_folder_live(
             }
         }
     }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+fn free_space(path: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(path)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Removes temp files left by interrupted pulls whose file is no longer needed (those of
@@ -358,6 +442,7 @@ async fn pull(
         .fs_caps(&folder.id)
         .folds()
         .then(|| names.iter().cloned().collect());
+    let tried = names.clone();
     let job = tokio::task::spawn_blocking(move || crate::sync::pull::pull_batch(&s, &f, names));
     let report = tokio::select! {
         _ = cancel.cancelled() => return Vec::new(),
@@ -383,21 +468,31 @@ async fn pull(
     if !report.rescan.is_empty() {
         let _ = scan_once(shared, folder, Some(report.rescan.clone()), cancel).await;
     }
-    for (name, e) in &report.failed {
+    // Bounded: a read-only disk fails every file of every retry.
+    for (name, e) in report.failed.iter().take(FAILURES_LOGGED) {
         warn!(%name, error = %e, "pull failed; will retry");
     }
-    // The folder keeps syncing what it can; what failed is shown and retried.
-    let mut errors = Vec::new();
-    if let Some((name, e)) = report.failed.first() {
-        errors.push(format!(
-            "{} file(s) could not be pulled (retrying): {name}: {e}",
-            report.failed.len()
-        ));
+    if report.failed.len() > FAILURES_LOGGED {
+        warn!(
+            more = report.failed.len() - FAILURES_LOGGED,
+            "more pulls failed; `shoal status --json` lists them"
+        );
     }
-    // Clashes stand until a pull of the name goes through: other batches keep them.
-    let clashes = {
+    // The folder keeps syncing what it can; what failed is shown (until it succeeds or is
+    // no longer needed: every failed name is in a later batch) and retried. Clashes stand
+    // until a pull of the name goes through: other batches keep them.
+    let error = {
         let mut map = lock(&shared.folders);
         let rt = map.entry(folder.id.clone()).or_default();
+        for n in &tried {
+            rt.pull_errors.remove(n);
+            rt.pull_error_bytes.remove(n);
+        }
+        for (n, e) in &report.failed {
+            rt.pull_errors.insert(n.clone(), e.clone());
+        }
+        rt.pull_error_bytes
+            .extend(report.failed_bytes.iter().map(|(n, s)| (n.clone(), *s)));
         // Logged when first met, not at every retry.
         for c in &report.clashes {
             if !rt.name_clashes.contains(c) {
@@ -409,12 +504,13 @@ async fn pull(
             rt.name_clashes.retain(|(n, _)| !batch.contains(n));
         }
         rt.name_clashes.extend(report.clashes.iter().cloned());
-        rt.name_clashes.clone()
+        let caps = rt.fs_caps.unwrap_or(crate::sync::names::FsCaps::ASSUMED);
+        let errors: Vec<String> = pull_error_summary(&rt.pull_errors)
+            .into_iter()
+            .chain(clash_error(&rt.name_clashes, caps))
+            .collect();
+        (!errors.is_empty()).then(|| errors.join("; "))
     };
-    if let Some(e) = clash_error(&clashes, shared.fs_caps(&folder.id)) {
-        errors.push(e);
-    }
-    let error = (!errors.is_empty()).then(|| errors.join("; "));
     set_state(shared, &folder.id, "idle", error);
     report
         .failed
@@ -423,6 +519,22 @@ async fn pull(
         .chain(report.clashes.into_iter().map(|(n, _)| n))
         .collect()
 }
+
+/// The folder's `error` while files fail to pull: how many, and the first one's reason.
+fn pull_error_summary(errors: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    errors.iter().next().map(|(name, e)| {
+        format!(
+            "{} file(s) could not be pulled (retrying): {name}: {e}",
+            errors.len()
+        )
+    })
+}
+
+/// Failed pulls of one batch logged one by one.
+const FAILURES_LOGGED: usize = 20;
+
+/// At most this many failed names are listed in `status --json`.
+const PULL_ERRORS_LISTED: usize = 100;
 
 async fn scan_once(
     shared: &Arc<Shared>,
@@ -555,7 +667,7 @@ pub async fn rescan(
             return Err(format!("folder \"{id}\" is not running"));
         };
         let (rtx, rrx) = oneshot::channel();
-        tx.send(rtx)
+        tx.send(FolderRequest::Scan(rtx))
             .await
             .map_err(|_| format!("folder \"{id}\" stopped"))?;
         waits.push(rrx);
@@ -585,6 +697,65 @@ fn clash_error(clashes: &[(String, String)], caps: crate::sync::names::FsCaps) -
     ))
 }
 
+/// Throws away a receive-only folder's local changes (`shoal folder revert`): the folder's
+/// task scans it (so the index holds what is on disk), reverts, and pulls the peers'
+/// versions back, in turn with its other scans and pulls.
+pub async fn revert(shared: &Arc<Shared>, folder: String) -> Result<serde_json::Value, String> {
+    let config = shared.config();
+    let f = config.require_folder(&folder).map_err(|e| e.to_string())?;
+    if f.mode != crate::config::FolderMode::ReceiveOnly {
+        return Err(format!(
+            "folder \"{}\" is {}: only a receive-only folder keeps local changes apart",
+            f.id,
+            f.mode.as_str()
+        ));
+    }
+    let mut sender = None;
+    for _ in 0..50 {
+        if let Some(t) = lock(&shared.folder_ctl.tasks).get(&folder) {
+            sender = Some(t.rescan.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(tx) = sender else {
+        return Err(format!("folder \"{folder}\" is not running"));
+    };
+    let (rtx, rrx) = oneshot::channel();
+    tx.send(FolderRequest::Revert(rtx))
+        .await
+        .map_err(|_| format!("folder \"{folder}\" stopped"))?;
+    rrx.await
+        .unwrap_or_else(|_| Err("folder task stopped".into()))
+}
+
+/// The revert itself, on a blocking thread: its report and the names to pull.
+async fn revert_now(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+) -> Result<(serde_json::Value, Vec<String>), String> {
+    let s = shared.clone();
+    let f = folder.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::sync::receive_only::revert(&s.db, &f, s.local.short())
+    })
+    .await
+    .map_err(|e| format!("revert task failed: {e}"))?
+    .map_err(|e| format!("{e:#}"))?;
+    if !report.reverted.is_empty() {
+        info!(
+            reverted = report.reverted.len(),
+            kept = report.kept.len(),
+            "local changes reverted"
+        );
+        shared.local_changed(&folder.id);
+    }
+    Ok((
+        crate::sync::receive_only::report_json(&report),
+        report.reverted,
+    ))
+}
+
 /// `status --json` as the running service sees it.
 pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
     let config = shared.config();
@@ -607,6 +778,9 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
                     Ok(()) => ("idle".to_string(), None),
                     Err(e) => ("error".to_string(), Some(e.to_string())),
                 }
+            } else if rt.state != "error" && !rt.pull_errors.is_empty() {
+                // A scan in between does not hide that files keep failing.
+                (rt.state, pull_error_summary(&rt.pull_errors))
             } else {
                 // Clashes stand until resolved, whatever cleared the last error.
                 let error = rt.error.clone().or_else(|| {
@@ -622,9 +796,20 @@ pub fn status_json(shared: &Arc<Shared>) -> serde_json::Value {
                 .iter()
                 .map(|(name, local)| json!({"name": name, "local": local}))
                 .collect();
+            let local_changes = reader
+                .as_ref()
+                .map(|r| crate::sync::receive_only::count(r, f))
+                .unwrap_or(0);
+            let pull_errors: Vec<_> = rt
+                .pull_errors
+                .iter()
+                .take(PULL_ERRORS_LISTED)
+                .map(|(name, e)| json!({"name": name, "error": e}))
+                .collect();
             json!({
                 "id": f.id, "label": f.label, "path": f.path, "mode": f.mode.as_str(),
-                "state": state, "error": error,
+                "state": state, "error": error, "pull_errors": pull_errors,
+                "local_changes": local_changes,
                 "local_files": files, "local_bytes": bytes,
                 "need_files": need_files, "need_bytes": need_bytes,
                 "file_system": rt.fs_caps.map(crate::sync::names::FsCaps::to_json),

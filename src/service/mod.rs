@@ -85,6 +85,10 @@ pub struct FolderRuntime {
     /// Names from peers that clash with a local name here (remote name, local name), as
     /// of the last pull that met them.
     pub name_clashes: Vec<(String, String)>,
+    /// Files whose last pull failed, by name, with the reason (shown until they succeed).
+    pub pull_errors: std::collections::BTreeMap<String, String>,
+    /// Of those, the regular files, with their sizes: still part of the need.
+    pub pull_error_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 /// What every part of the running service shares.
@@ -321,6 +325,24 @@ impl Shared {
             .unwrap_or(crate::sync::names::FsCaps::ASSUMED)
     }
 
+    /// Files (and bytes) whose last pull failed and that wait for a retry, leaving out
+    /// the names `except` (those being pulled now).
+    pub fn failed_need(
+        &self,
+        folder: &str,
+        except: &std::collections::HashSet<String>,
+    ) -> (u64, u64) {
+        lock(&self.folders)
+            .get(folder)
+            .map(|rt| {
+                rt.pull_error_bytes
+                    .iter()
+                    .filter(|(n, _)| !except.contains(*n))
+                    .fold((0, 0), |(f, b), (_, s)| (f + 1, b + s))
+            })
+            .unwrap_or((0, 0))
+    }
+
     pub fn set_need(&self, folder: &str, files: u64, bytes: u64) {
         let mut map = lock(&self.folders);
         let e = map.entry(folder.to_string()).or_default();
@@ -458,6 +480,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = guard.clone();
         change.apply(&mut next, &self.local, &self.home.dirs_canonical())?;
+        let released = leaves_receive_only(&guard, change);
         if let ConfigChange::AddFolder { path, .. } = change {
             crate::config::change::create_folder_root(path)?;
         }
@@ -465,6 +488,20 @@ impl Shared {
         *guard = next.clone();
         drop(guard);
         self.after_config_change(change);
+        if let Some(folder) = released.and_then(|id| next.folder(&id).cloned()) {
+            // What was held back goes out now (before the next scan's changes).
+            let s = self.clone();
+            self.tasks.spawn_blocking(move || {
+                match crate::sync::receive_only::release(&s.db, &folder) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(folder = %folder.id, changes = n, "no longer receive-only: sending the local changes");
+                        s.local_changed(&folder.id);
+                    }
+                    Err(e) => warn!(folder = %folder.id, error = %e, "cannot release the local changes"),
+                }
+            });
+        }
         Ok(next)
     }
 
@@ -503,6 +540,25 @@ impl Shared {
         }
         self.config_gen.send_modify(|g| *g += 1);
         self.emit(Event::ConfigChanged);
+    }
+}
+
+/// The folder a change takes out of receive-only mode, if it does.
+pub fn leaves_receive_only(
+    before: &crate::config::Config,
+    change: &ConfigChange,
+) -> Option<String> {
+    use crate::config::FolderMode;
+    match change {
+        ConfigChange::SetFolderMode { folder, mode }
+            if *mode != FolderMode::ReceiveOnly
+                && before
+                    .folder(folder)
+                    .is_some_and(|f| f.mode == FolderMode::ReceiveOnly) =>
+        {
+            Some(folder.clone())
+        }
+        _ => None,
     }
 }
 

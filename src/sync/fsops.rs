@@ -200,10 +200,14 @@ impl FolderFs {
         }
     }
 
-    /// Sets a directory's permission bits (never following a symlink).
+    /// Sets a directory's permission bits (never following a symlink). Bits already right
+    /// are left alone: a directory someone else owns need not be ours to be fine.
     pub fn chmod_dir(&self, name: &str, mode: u32) -> io::Result<()> {
         let (dir, base) = self.parent(name)?;
         let fd = rustix::fs::openat(dir.as_fd(), base.as_str(), dir_flags(), Mode::empty())?;
+        if rustix::fs::fstat(&fd)?.st_mode & 0o777 == mode & 0o777 {
+            return Ok(());
+        }
         rustix::fs::fchmod(fd.as_fd(), Mode::from_raw_mode(mode & 0o777))?;
         Ok(())
     }
@@ -248,6 +252,17 @@ impl FolderFs {
         };
         rustix::fs::utimensat(dir.as_fd(), base.as_str(), &ts, AtFlags::SYMLINK_NOFOLLOW)?;
         Ok(())
+    }
+
+    /// The bytes an unprivileged writer may still use on this folder's file system, the
+    /// file system's size, and its allocation unit (`statvfs`).
+    pub fn space(&self) -> io::Result<(u64, u64, u64)> {
+        let s = rustix::fs::fstatvfs(self.root.as_fd())?;
+        Ok((
+            s.f_bavail.saturating_mul(s.f_frsize),
+            s.f_blocks.saturating_mul(s.f_frsize),
+            s.f_frsize.max(1),
+        ))
     }
 
     /// Makes everything written in this file system durable (one call for a whole batch

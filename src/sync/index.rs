@@ -157,9 +157,17 @@ async fn handle_index(shared: &Arc<Shared>, peer: DeviceId, conn: &ConnHandle, i
         let reader = s.db.reader()?;
         let mut ok = Vec::new();
         let mut missing = Vec::new();
+        let mut invalid = Vec::new();
         for wf in files_in {
             if let Err(e) = validate_name(&wf.name) {
                 warn!(folder = %fid, name = ?wf.name, error = %e, "refused an index entry with a bad name");
+                continue;
+            }
+            if wf.invalid {
+                // "Don't take this from me": never pulled, and never a reason to replace
+                // or delete anything here. What we held of the name from this peer goes.
+                debug!(folder = %fid, name = %wf.name, "the peer marks its entry invalid");
+                invalid.push((wf.name, wf.sequence));
                 continue;
             }
             let keep = matches!(wf.blocks, WireBlocks::Delta { .. } | WireBlocks::Ref(_))
@@ -174,10 +182,10 @@ async fn handle_index(shared: &Arc<Shared>, peer: DeviceId, conn: &ConnHandle, i
                 Err(e) => warn!(folder = %fid, error = %e, "refused an index entry"),
             }
         }
-        Ok::<_, crate::db::DbError>((ok, missing))
+        Ok::<_, crate::db::DbError>((ok, missing, invalid))
     })
     .await;
-    let (mut files, missing) = match converted {
+    let (mut files, missing, invalid) = match converted {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             warn!(error = %e, "cannot read the index");
@@ -200,7 +208,7 @@ async fn handle_index(shared: &Arc<Shared>, peer: DeviceId, conn: &ConnHandle, i
     let stored = files.clone();
     let index_id = idx.index_id;
     let needs = tokio::task::spawn_blocking(move || {
-        s.db.update_remote(&fid, peer, index_id, stored)?;
+        s.db.update_remote_with_invalid(&fid, peer, index_id, stored, invalid)?;
         let reader = s.db.reader()?;
         let mut needs = Vec::new();
         for f in &files {

@@ -20,6 +20,7 @@ pub mod fsops;
 pub mod index;
 pub mod names;
 pub mod pull;
+pub mod receive_only;
 pub mod serve;
 pub mod versions;
 pub mod watch;
@@ -62,6 +63,22 @@ pub(crate) fn split_name(name: &str) -> (Option<&str>, &str, &str) {
         _ => (base, ""),
     };
     (dir, stem, ext)
+}
+
+/// A byte count for people: `512 B`, `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// `YYYYMMDD-HHMMSS` of a UTC time, as derived names carry it.

@@ -12,6 +12,12 @@
 //! Before anything on disk is replaced or deleted, it is compared with the local index
 //! entry: a local change not yet scanned is never overwritten (the name is rescanned
 //! instead and the two versions meet as a concurrent change).
+//!
+//! Disk trouble is per file: a file is started only if it fits in the free space less a
+//! reserve (`Budget`), a write that fails with `ENOSPC` drops its temp file (it would
+//! hold the space others need), and every failure is reported with what to do about it
+//! (`explain`); the rest of the batch goes on, and the folder task retries the failures
+//! (see `service::folders` for the schedule).
 
 use super::fsops::FolderFs;
 use crate::config::FolderConfig;
@@ -87,6 +93,8 @@ pub struct PullReport {
     pub rescan: Vec<String>,
     /// Names that failed this time (no source, I/O error): retried later.
     pub failed: Vec<(String, String)>,
+    /// The sizes of the regular files among `failed` (they stay part of the need).
+    pub failed_bytes: HashMap<String, u64>,
     pub bad_blocks: u64,
     /// Conflict copies made of our losing versions.
     pub conflicts: Vec<String>,
@@ -151,6 +159,10 @@ pub fn pull_batch(
     // Version merges of identical content: one transaction for the batch (two devices
     // seeded with the same million files merge a million versions).
     let mut merges: Vec<LocalChange> = Vec::new();
+    // Earlier failures waiting for a retry are still needed (this batch's own are counted
+    // with it).
+    let batch: std::collections::HashSet<String> = names.iter().cloned().collect();
+    let (other_files, other_bytes) = shared.failed_need(&folder.id, &batch);
     for name in names {
         let local = match reader.get_local(&folder.id, &name) {
             Ok(l) => l,
@@ -199,9 +211,12 @@ pub fn pull_batch(
                                 report.conflicts.push(copy);
                                 work.push((remote, Some(l), dev));
                             }
-                            Err(e) => report
-                                .failed
-                                .push((name, format!("cannot make a conflict copy: {e}"))),
+                            Err(e) => {
+                                let why = explain(folder, &name, &e);
+                                report
+                                    .failed
+                                    .push((name, format!("cannot make a conflict copy: {why}")));
+                            }
                         }
                     }
                 }
@@ -236,7 +251,7 @@ pub fn pull_batch(
             .fold((0u64, 0u64), |(n, b), (r, _, _)| (n + 1, b + r.size))
     };
     let (nf, nb) = need_of(&work);
-    shared.set_need(&folder.id, nf, nb);
+    shared.set_need(&folder.id, nf + other_files, nb + other_bytes);
     if folder.mode == crate::config::FolderMode::SendOnly {
         // A send-only folder applies no remote change; what it lacks shows as need.
         return report;
@@ -255,6 +270,7 @@ pub fn pull_batch(
     let mut done: Vec<LocalChange> = Vec::new();
     let mut folder_fs: HashMap<String, Option<FolderFs>> = HashMap::new();
     let mut group: Vec<Prepared> = Vec::new();
+    let mut budget = Budget::new(&fs);
     // Content deleted in this batch, by block-list hash: candidates for a rename.
     let mut renames: HashMap<BlockHash, String> = deletions
         .iter()
@@ -335,15 +351,24 @@ pub fn pull_batch(
                     });
                 }
             }),
-            (false, FileType::Dir) => match (same_file, rename_from.as_deref()) {
-                // A case-only rename: the directory moves with everything in it.
-                (true, Some(from)) => guard.rename(&fs, from, &name),
-                _ => Ok(()),
+            (false, FileType::Dir) => {
+                let mode = perms(&fs, folder, &remote, 0o755);
+                match (same_file, rename_from.as_deref()) {
+                    // A case-only rename: the directory moves with everything in it.
+                    (true, Some(from)) => guard.rename(&fs, from, &name),
+                    _ => Ok(()),
+                }
+                .and_then(|()| fs.mkdir(&name, mode))
+                .and_then(|()| {
+                    if folder.ignore_perms {
+                        Ok(())
+                    } else {
+                        fs.chmod_dir(&name, mode)
+                    }
+                })
+                .and_then(|()| stat_change(&fs, &remote))
+                .map(|c| done.push(c))
             }
-            .and_then(|()| fs.mkdir(&name, perms(folder, &remote, 0o755)))
-            .and_then(|()| fs.chmod_dir(&name, perms(folder, &remote, 0o755)))
-            .and_then(|()| stat_change(&fs, &remote))
-            .map(|c| done.push(c)),
             (false, FileType::Symlink) => fs
                 .symlink(&name, &remote.symlink_target)
                 .and_then(|()| stat_change(&fs, &remote))
@@ -365,6 +390,9 @@ pub fn pull_batch(
                         .rename(&fs, &old, &name)
                         .and_then(|()| finish_in_place(&fs, folder, &remote))
                         .map(|c| done.push(c))
+                } else if let Err(why) = budget.take(&fs, &remote) {
+                    report.failed.push((name, why));
+                    continue;
                 } else {
                     prepare(
                         &fs,
@@ -385,8 +413,9 @@ pub fn pull_batch(
             }
         };
         if let Err(e) = result {
-            warn!(folder = %folder.id, %name, error = %e, "cannot apply");
-            report.failed.push((name, e.to_string()));
+            let why = explain(folder, &name, &e);
+            debug!(folder = %folder.id, %name, error = %why, "cannot apply");
+            report.failed.push((name, why));
         }
     }
     fetch_group(shared, folder, &mut group, &mut ready, &mut report);
@@ -402,10 +431,17 @@ pub fn pull_batch(
             fs.syncfs()
         };
         if let Err(e) = synced {
+            // Nothing of the batch goes in place. A full disk can show up only here (some
+            // file systems allocate at writeback): the temp files go, they would hold the
+            // space that others need.
             for r in ready.drain(..) {
+                if is_disk_full(&e) {
+                    let _ = fs.remove_file(&r.temp);
+                }
+                let why = explain(folder, &r.remote.name, &e);
                 report
                     .failed
-                    .push((r.remote.name, format!("sync failed: {e}")));
+                    .push((r.remote.name, format!("cannot make it durable: {why}")));
             }
         }
         for r in ready {
@@ -416,7 +452,10 @@ pub fn pull_batch(
                 .and_then(|()| stat_change(&fs, &r.remote));
             match res {
                 Ok(c) => done.push(c),
-                Err(e) => report.failed.push((name, e.to_string())),
+                Err(e) => {
+                    let why = explain(folder, &name, &e);
+                    report.failed.push((name, why));
+                }
             }
         }
     }
@@ -427,7 +466,12 @@ pub fn pull_batch(
         .chain(report.rescan.iter())
         .filter_map(|n| sizes.get(n))
         .fold((0u64, 0u64), |(n, b), s| (n + 1, b + s));
-    shared.set_need(&folder.id, left.0, left.1);
+    shared.set_need(&folder.id, left.0 + other_files, left.1 + other_bytes);
+    report.failed_bytes = report
+        .failed
+        .iter()
+        .filter_map(|(n, _)| sizes.get(n).map(|s| (n.clone(), *s)))
+        .collect();
     if !done.is_empty() {
         match shared.db.apply_pulled(&folder.id, done) {
             Ok(applied) => report.applied.extend(applied),
@@ -444,13 +488,135 @@ fn rename_source(renames: &HashMap<BlockHash, String>, remote: &FileInfo) -> Opt
         .flatten()
 }
 
-/// Permission bits to apply: never setuid, setgid or sticky; `ignore_perms` keeps a
-/// default.
-fn perms(folder: &FolderConfig, remote: &FileInfo, default: u32) -> u32 {
-    if folder.ignore_perms {
-        default
-    } else {
-        remote.permissions & 0o777
+/// Space the puller leaves free on a folder's file system: 1 % of its size, at most
+/// 256 MiB (Syncthing keeps 1 % by default). A pull never takes the last bytes that the
+/// index, the user's programs or the next small file need.
+fn reserve(total: u64) -> u64 {
+    (total / 100).min(256 << 20)
+}
+
+/// What a batch may still write on the folder's file system: the free space less the
+/// reserve, less what the files already started in this batch will take. A file that does
+/// not fit is not started (and its partial temp file from an earlier try goes, freeing its
+/// space), so the files that fit still arrive; it is retried later.
+struct Budget {
+    /// `None` when the file system does not say (then writes just go, and a full disk
+    /// shows up as `ENOSPC`, handled the same way).
+    left: Option<u64>,
+    free: u64,
+    reserve: u64,
+    /// A file takes whole units of this size (a one-byte file takes one).
+    unit: u64,
+}
+
+impl Budget {
+    fn new(fs: &FolderFs) -> Self {
+        match fs.space() {
+            Ok((free, total, unit)) => Budget {
+                left: Some(free.saturating_sub(reserve(total))),
+                free,
+                reserve: reserve(total),
+                unit,
+            },
+            Err(_) => Budget {
+                left: None,
+                free: 0,
+                reserve: 0,
+                unit: 1,
+            },
+        }
+    }
+
+    /// Claims the bytes `remote` still needs beyond its temp file; a message saying what
+    /// to do when they are not there.
+    fn take(&mut self, fs: &FolderFs, remote: &FileInfo) -> Result<(), String> {
+        let Some(left) = self.left else {
+            return Ok(());
+        };
+        let temp = FolderFs::temp_name(&remote.name);
+        let have = match fs.lstat(&temp) {
+            Ok(Some(st)) => (st.st_blocks as u64).saturating_mul(512),
+            _ => 0,
+        };
+        let need = remote
+            .size
+            .div_ceil(self.unit)
+            .saturating_mul(self.unit)
+            .saturating_sub(have);
+        if need <= left {
+            self.left = Some(left - need);
+            return Ok(());
+        }
+        if have > 0 {
+            let _ = fs.remove_file(&temp);
+        }
+        Err(format!(
+            "not enough free space: it needs {}, {} has {} free and Shoal leaves {} of that \
+             unused; free some space on that disk (the pull resumes by itself)",
+            super::human_bytes(remote.size),
+            fs.path.display(),
+            super::human_bytes(self.free),
+            super::human_bytes(self.reserve),
+        ))
+    }
+}
+
+fn is_disk_full(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error()
+        .is_some_and(|c| c == Errno::NOSPC.raw_os_error() || c == Errno::DQUOT.raw_os_error())
+}
+
+/// An I/O failure while applying `name`, in words that say what to do about it.
+fn explain(folder: &FolderConfig, name: &str, e: &io::Error) -> String {
+    use rustix::io::Errno;
+    let path = folder.path.join(name);
+    let dir = path.parent().unwrap_or(&folder.path).to_path_buf();
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOSPC | Errno::DQUOT) => format!(
+            "{e}: the disk (or quota) holding {} is full; free some space (the pull resumes \
+             by itself)",
+            folder.path.display()
+        ),
+        Some(Errno::ACCESS | Errno::PERM) => format!(
+            "{e}: the user running Shoal (uid {}) may not write {} in {}; fix the owner or \
+             permissions (the pull resumes by itself)",
+            rustix::process::geteuid().as_raw(),
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            dir.display()
+        ),
+        Some(Errno::NOENT) => format!(
+            "{e}: {} is missing (its directory could not be made, or was removed meanwhile); \
+             the pull resumes by itself",
+            dir.display()
+        ),
+        Some(Errno::ROFS) => format!(
+            "{e}: {} is on a read-only file system; remount it read-write (the pull resumes \
+             by itself)",
+            folder.path.display()
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// Permission bits to apply: never setuid, setgid or sticky. With `ignore_perms` the
+/// local ones stay as they are: those of what is at the name now (of the same kind), else
+/// `default`.
+fn perms(fs: &FolderFs, folder: &FolderConfig, remote: &FileInfo, default: u32) -> u32 {
+    if !folder.ignore_perms {
+        return remote.permissions & 0o777;
+    }
+    let want = match remote.file_type {
+        FileType::Dir => rustix::fs::FileType::Directory,
+        _ => rustix::fs::FileType::RegularFile,
+    };
+    match fs.lstat(&remote.name) {
+        Ok(Some(st)) if rustix::fs::FileType::from_raw_mode(st.st_mode) == want => {
+            st.st_mode & 0o777
+        }
+        _ => default,
     }
 }
 
@@ -581,7 +747,7 @@ fn finish_temp(fs: &FolderFs, folder: &FolderConfig, p: &Prepared) -> io::Result
     p.file.set_len(p.remote.size)?;
     p.file
         .set_permissions(std::fs::Permissions::from_mode(perms(
-            folder, &p.remote, 0o644,
+            fs, folder, &p.remote, 0o644,
         )))?;
     fs.set_mtime(&p.temp, p.remote.modified_ns)
 }
@@ -594,7 +760,7 @@ fn finish_in_place(
 ) -> io::Result<LocalChange> {
     let f = fs.open_read(&remote.name)?;
     f.set_permissions(std::fs::Permissions::from_mode(perms(
-        folder, remote, 0o644,
+        fs, folder, remote, 0o644,
     )))?;
     drop(f);
     fs.set_mtime(&remote.name, remote.modified_ns)?;
@@ -635,6 +801,7 @@ fn fetch_group(
     let mut inflight: VecDeque<Waiting> = VecDeque::new();
     let mut bytes_out = 0u64;
     let mut conns: HashMap<DeviceId, Option<ConnHandle>> = HashMap::new();
+    let mut drop_temp: Vec<usize> = Vec::new();
     while !queue.is_empty() || !inflight.is_empty() {
         while let Some((i, off, b, tries)) = queue.front().copied() {
             if !inflight.is_empty()
@@ -690,7 +857,11 @@ fn fetch_group(
             && BlockHash::of(&resp.data) == b.hash;
         if good {
             if let Err(e) = p.file.write_all_at(&resp.data, off) {
-                failed.insert(i, e.to_string());
+                if is_disk_full(&e) {
+                    // A partial temp file would hold the space forever: it goes now.
+                    drop_temp.push(i);
+                }
+                failed.insert(i, explain(folder, &p.remote.name, &e));
             }
             report.bytes_from_peers += u64::from(b.size);
             continue;
@@ -715,6 +886,10 @@ fn fetch_group(
     }
     for (i, p) in group.drain(..).enumerate() {
         if let Some(e) = failed.remove(&i) {
+            if drop_temp.contains(&i) {
+                drop(p.file);
+                let _ = fs.remove_file(&p.temp);
+            }
             report.failed.push((p.remote.name, e));
             continue;
         }
@@ -730,7 +905,14 @@ fn fetch_group(
                     ready.iter_mut().for_each(|r| r.file = None);
                 }
             }
-            Err(e) => report.failed.push((p.remote.name, e.to_string())),
+            Err(e) => {
+                if is_disk_full(&e) {
+                    drop(p.file);
+                    let _ = fs.remove_file(&p.temp);
+                }
+                let why = explain(folder, &p.remote.name, &e);
+                report.failed.push((p.remote.name, why));
+            }
         }
     }
 }

@@ -49,6 +49,12 @@ pub fn keep(fs: &FolderFs, versioning: Versioning, name: &str) -> io::Result<boo
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Ok(false);
     }
+    move_to_versions(fs, name).map(|_| true)
+}
+
+/// Moves the file or symlink at `name` into the versions directory, whatever the folder's
+/// versioning (a reverted local change is kept this way). Returns where it went.
+pub fn move_to_versions(fs: &FolderFs, name: &str) -> io::Result<String> {
     let now = time::OffsetDateTime::now_utc();
     let mut target = version_name(name, now);
     // Two replacements within one second: keep both (STEM~STAMP-N.EXT).
@@ -67,7 +73,7 @@ pub fn keep(fs: &FolderFs, versioning: Versioning, name: &str) -> io::Result<boo
         fs.mkdir(&dir, 0o755)?;
     }
     fs.rename(name, &target)?;
-    Ok(true)
+    Ok(target)
 }
 
 /// Removes versions past the folder's policy.

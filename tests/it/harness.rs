@@ -159,6 +159,13 @@ impl Drop for Service {
 impl Device {
     /// Starts `shoal serve` and waits until its control socket answers.
     pub fn serve(&self) -> Service {
+        self.serve_with(&[])
+    }
+
+    /// Starts `WRAPPER… shoal --home HOME serve -vv` (e.g. `setpriv …`, or `unshare -m sh -c
+    /// 'mount … && exec "$@"' sh`) and waits until its control socket answers. The wrapper
+    /// must end in an `exec` of the rest, so the PID stays the service's own.
+    pub fn serve_with(&self, wrapper: &[&str]) -> Service {
         let stderr_path = self.dir.path().join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -166,7 +173,15 @@ impl Device {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        let child = Command::new(BIN)
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .arg("--home")
             .arg(self.home())
             .arg("serve")

@@ -48,7 +48,7 @@ fn frame(msg: &Message) -> Vec<u8> {
 
 /// A device that lives in the test: its identity, TLS configs and the runtime its
 /// connections run on.
-struct TestPeer {
+pub(crate) struct TestPeer {
     identity: Identity,
     tls: TlsConfigs,
     name: String,
@@ -56,7 +56,7 @@ struct TestPeer {
 }
 
 impl TestPeer {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let identity = Identity::generate().expect("identity");
         let tls = shoal::net::tls::configs(&identity).expect("TLS configs");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +82,7 @@ impl TestPeer {
 
     /// Dials `addr`: TLS, then the Hello exchange. The connection then runs in the
     /// background until the service closes it or the [`Conn`] is dropped.
-    fn connect(&self, addr: SocketAddr) -> Conn {
+    pub(crate) fn connect(&self, addr: SocketAddr) -> Conn {
         let connector = tokio_rustls::TlsConnector::from(self.tls.client.clone());
         let hello = frame(&Message::Hello(Hello::ours(self.name.clone())));
         let (stream, decoder) = self.rt.block_on(async move {
@@ -193,7 +193,7 @@ fn handle(
 }
 
 /// A test peer's live connection to the service.
-struct Conn {
+pub(crate) struct Conn {
     out: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
     state: Arc<Mutex<ConnState>>,
     answer: Arc<Mutex<Answer>>,
@@ -210,7 +210,7 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn send(&self, msg: &Message) {
+    pub(crate) fn send(&self, msg: &Message) {
         self.send_raw(frame(msg));
     }
 
@@ -219,7 +219,10 @@ impl Conn {
     }
 
     /// From now on, block requests are answered by `f`.
-    fn answer_with(&self, f: impl Fn(&Request) -> (ResponseCode, Vec<u8>) + Send + Sync + 'static) {
+    pub(crate) fn answer_with(
+        &self,
+        f: impl Fn(&Request) -> (ResponseCode, Vec<u8>) + Send + Sync + 'static,
+    ) {
         *lock(&self.answer) = Arc::new(f);
     }
 
@@ -232,7 +235,7 @@ impl Conn {
     }
 
     /// The block requests the service has sent us.
-    fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         lock(&self.state)
             .received
             .iter()
@@ -299,14 +302,14 @@ impl Conn {
 
 /// A file's content and the blocks the test peer announces for it.
 #[derive(Clone)]
-struct Content {
-    data: Vec<u8>,
-    blocks: Vec<BlockInfo>,
+pub(crate) struct Content {
+    pub(crate) data: Vec<u8>,
+    pub(crate) blocks: Vec<BlockInfo>,
 }
 
 impl Content {
     /// `data` cut into blocks of `block` bytes (any cut is valid on the wire).
-    fn new(data: Vec<u8>, block: usize) -> Self {
+    pub(crate) fn new(data: Vec<u8>, block: usize) -> Self {
         let blocks = data
             .chunks(block)
             .map(|c| BlockInfo {
@@ -322,7 +325,7 @@ impl Content {
     }
 
     /// The bytes a request asks for, if they are one of our blocks.
-    fn block(&self, r: &Request) -> Option<&[u8]> {
+    pub(crate) fn block(&self, r: &Request) -> Option<&[u8]> {
         let mut off = 0u64;
         for b in &self.blocks {
             if off == r.offset && b.size == r.size && b.hash == r.hash {
@@ -374,7 +377,13 @@ fn entry(peer: &TestPeer, name: &str, seq: u64, version: u64, kind: FileType) ->
     }
 }
 
-fn file_entry(peer: &TestPeer, name: &str, seq: u64, c: &Content, perms: u32) -> WireFile {
+pub(crate) fn file_entry(
+    peer: &TestPeer,
+    name: &str,
+    seq: u64,
+    c: &Content,
+    perms: u32,
+) -> WireFile {
     WireFile {
         size: c.data.len() as u64,
         permissions: perms,
@@ -397,7 +406,7 @@ fn symlink_entry(peer: &TestPeer, name: &str, seq: u64, target: &str) -> WireFil
     }
 }
 
-fn index(folder: &str, files: Vec<WireFile>) -> Message {
+pub(crate) fn index(folder: &str, files: Vec<WireFile>) -> Message {
     Message::Index(Index {
         folder: folder.to_string(),
         index_id: PEER_INDEX_ID,
@@ -432,6 +441,11 @@ fn cluster_config(real: &Device, peer: &TestPeer, folders: &[&str]) -> Message {
 /// A real device (not yet running) that trusts `peers` and shares folder "f" (at `f`)
 /// with them.
 fn device_sharing_with(peers: &[&TestPeer]) -> Device {
+    device_sharing_at(peers, "f")
+}
+
+/// `device_sharing_with`, the folder (ID "f") at `rel`.
+pub(crate) fn device_sharing_at(peers: &[&TestPeer], rel: &str) -> Device {
     let d = Device::init();
     let ids: Vec<String> = peers.iter().map(|p| p.id()).collect();
     for (p, id) in peers.iter().zip(&ids) {
@@ -441,13 +455,13 @@ fn device_sharing_with(peers: &[&TestPeer]) -> Device {
     for id in &ids {
         args.extend(["--share", id.as_str()]);
     }
-    d.add_folder("f", &args);
+    d.add_folder(rel, &args);
     d
 }
 
 /// Connects `peer` to the running `d`, waits until `d` lists it as connected, and sends
 /// a ClusterConfig for `folders`.
-fn join(d: &Device, peer: &TestPeer, folders: &[&str]) -> Conn {
+pub(crate) fn join(d: &Device, peer: &TestPeer, folders: &[&str]) -> Conn {
     let addr: SocketAddr = d.listen_addr().parse().expect("listen address");
     let conn = peer.connect(addr);
     assert!(
@@ -623,6 +637,91 @@ fn a_failed_pull_is_retried_without_a_new_index() {
     // The peer serves the right data now; the same index entry stands.
     conn.answer_with(serving(&[&content]));
     assert_appears(&d.path("f/later.bin"), &content.data, &s);
+}
+
+#[test]
+fn an_entry_the_peer_marks_invalid_is_never_pulled_and_never_replaces_or_deletes() {
+    let peer = TestPeer::new("mallory");
+    let d = device_sharing_with(&[&peer]);
+    let s = d.serve();
+    let conn = join(&d, &peer, &["f"]);
+    let keep = Content::small("keep me");
+    let edit = Content::small("do not replace me");
+    let theirs = Content::small("the peer's version it says not to take");
+    let fine = Content::small("a valid file");
+    conn.answer_with(serving(&[&keep, &edit, &theirs, &fine]));
+    // The real device first takes two files from the peer.
+    conn.send(&index(
+        "f",
+        vec![
+            file_entry(&peer, "keep.txt", 1, &keep, 0o644),
+            file_entry(&peer, "edit.txt", 2, &edit, 0o644),
+        ],
+    ));
+    let f = d.path("f");
+    assert_appears(&f.join("keep.txt"), &keep.data, &s);
+    assert_appears(&f.join("edit.txt"), &edit.data, &s);
+    // Then newer versions of both, marked invalid: a deletion and an edit; a new file
+    // marked invalid (with no blocks, as the wire allows); then a valid file that shows
+    // the index was handled.
+    let v2 = |w: WireFile| WireFile {
+        invalid: true,
+        version: Vector::from_counters(vec![Counter {
+            id: peer.short(),
+            value: 2,
+        }]),
+        ..w
+    };
+    let gone = WireFile {
+        deleted: true,
+        ..v2(entry(&peer, "keep.txt", 3, 2, FileType::File))
+    };
+    let replaced = v2(file_entry(&peer, "edit.txt", 4, &theirs, 0o644));
+    let unreadable = WireFile {
+        size: 5000,
+        ..v2(entry(&peer, "new.bin", 5, 2, FileType::File))
+    };
+    conn.send(&index(
+        "f",
+        vec![
+            gone,
+            replaced,
+            unreadable,
+            file_entry(&peer, "ok.txt", 6, &fine, 0o644),
+        ],
+    ));
+    assert_appears(&f.join("ok.txt"), &fine.data, &s);
+    // Every chance for a wrong action to happen.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read(f.join("keep.txt")).ok(),
+        Some(keep.data.clone()),
+        "an invalid tombstone deleted the file"
+    );
+    assert_eq!(
+        std::fs::read(f.join("edit.txt")).ok(),
+        Some(edit.data.clone()),
+        "an invalid entry replaced the file"
+    );
+    assert!(
+        !f.join("new.bin").exists(),
+        "an invalid entry was pulled (as {:?} bytes)",
+        std::fs::metadata(f.join("new.bin")).map(|m| m.len())
+    );
+    let asked: Vec<String> = conn
+        .requests()
+        .into_iter()
+        .filter(|r| r.name == "new.bin" || theirs.blocks.iter().any(|b| b.hash == r.hash))
+        .map(|r| r.name)
+        .collect();
+    assert!(
+        asked.is_empty(),
+        "requested content of invalid entries: {asked:?}"
+    );
+    assert!(tree(&f).keys().all(|n| !is_temp(n)), "no temp file");
+    let st = d.status();
+    assert_eq!(st["folders"][0]["need_files"], 0, "{st}");
+    assert!(st["folders"][0]["error"].is_null(), "{st}");
 }
 
 #[test]
@@ -1034,5 +1133,117 @@ fn a_peer_that_sends_a_bad_frame_is_told_why() {
         matches!(&last, Some(Message::Close { reason }) if !reason.is_empty()),
         "the last message before the close was {last:?}, not a Close naming the error; the connection ended with: {:?}",
         conn.closed()
+    );
+}
+
+#[test]
+fn deletions_are_remembered_180_days_and_a_device_back_after_that_deletes_nothing_newer() {
+    const DAY: u64 = 86_400;
+    let p = TestPeer::new("peer");
+    let q = TestPeer::new("returning");
+    let d = device_sharing_with(&[&p, &q]);
+    let s = d.serve();
+    let conn_p = join(&d, &p, &["f"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // Version counters follow the wall clock: these versions were made long ago.
+    let at = |peer: &TestPeer, w: WireFile, secs: u64| WireFile {
+        version: Vector::from_counters(vec![Counter {
+            id: peer.short(),
+            value: secs,
+        }]),
+        ..w
+    };
+    let kept = Content::small("deleted 179 days ago");
+    let forgotten = Content::small("deleted 181 days ago");
+    let newer = Content::small("old, then edited here");
+    conn_p.answer_with(serving(&[&kept, &forgotten, &newer]));
+    let (t_kept, t_forgotten, t_newer) = (now - 179 * DAY, now - 182 * DAY, now - 300 * DAY);
+    conn_p.send(&index(
+        "f",
+        vec![
+            at(&p, file_entry(&p, "kept.txt", 1, &kept, 0o644), t_kept),
+            at(
+                &p,
+                file_entry(&p, "forgotten.txt", 2, &forgotten, 0o644),
+                t_forgotten,
+            ),
+            at(&p, file_entry(&p, "newer.txt", 3, &newer, 0o644), t_newer),
+        ],
+    ));
+    let f = d.path("f");
+    assert_appears(&f.join("kept.txt"), &kept.data, &s);
+    assert_appears(&f.join("forgotten.txt"), &forgotten.data, &s);
+    assert_appears(&f.join("newer.txt"), &newer.data, &s);
+    // The peer deleted two of them long ago (it tells us only now); we edit the third.
+    let gone = |name: &str, seq: u64, secs: u64| WireFile {
+        deleted: true,
+        ..at(&p, entry(&p, name, seq, 1, FileType::File), secs)
+    };
+    conn_p.send(&index(
+        "f",
+        vec![
+            gone("kept.txt", 4, t_kept + 1),
+            gone("forgotten.txt", 5, t_forgotten + 1),
+        ],
+    ));
+    assert!(
+        wait_until(TIMEOUT, || !f.join("kept.txt").exists()
+            && !f.join("forgotten.txt").exists()),
+        "{}",
+        s.log()
+    );
+    std::fs::write(f.join("newer.txt"), "edited here, newer than any deletion").expect("write");
+    d.run(&["rescan", "f"]).ok();
+    // The service forgets old deletions a minute after it starts (then daily).
+    assert!(
+        wait_until(Duration::from_secs(100), || s
+            .log()
+            .contains("forgot deletions older than 180 days")),
+        "the tombstone clean-up ran: {}",
+        s.log()
+    );
+    // A device that was away all that time comes back with its old copies, and an old
+    // deletion of the file we edited since.
+    let conn_q = join(&d, &q, &["f"]);
+    let sync = Content::small("sync point");
+    conn_q.answer_with(serving(&[&kept, &forgotten, &newer, &sync]));
+    conn_q.send(&index(
+        "f",
+        vec![
+            at(&p, file_entry(&q, "kept.txt", 1, &kept, 0o644), t_kept),
+            at(
+                &p,
+                file_entry(&q, "forgotten.txt", 2, &forgotten, 0o644),
+                t_forgotten,
+            ),
+            WireFile {
+                deleted: true,
+                ..at(
+                    &p,
+                    entry(&q, "newer.txt", 3, 1, FileType::File),
+                    t_newer + 1,
+                )
+            },
+            file_entry(&q, "sync.txt", 4, &sync, 0o644),
+        ],
+    ));
+    assert_appears(&f.join("sync.txt"), &sync.data, &s);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !f.join("kept.txt").exists(),
+        "a deletion younger than 180 days is remembered: the old copy does not come back"
+    );
+    assert_eq!(
+        std::fs::read(f.join("forgotten.txt")).ok(),
+        Some(forgotten.data.clone()),
+        "after 180 days the deletion is forgotten: the old copy comes back (as documented)"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.join("newer.txt")).ok().as_deref(),
+        Some("edited here, newer than any deletion"),
+        "an old deletion never deletes newer data"
     );
 }

@@ -158,6 +158,60 @@ fn ignored_files_are_never_sent_pulled_or_deleted() {
         p.b.path("f/mine.log").exists(),
         "an ignored file is not deleted because of a peer"
     );
+    // `.shoalignore` itself is not synced: each device keeps its own.
+    assert_eq!(
+        std::fs::read_to_string(p.b.path("f/.shoalignore")).expect("read"),
+        "*.log\nbuild/\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.a.path("f/.shoalignore")).expect("read"),
+        "build/\n"
+    );
+    // A change to it takes effect at once, without a restart: B now ignores *.tmp too.
+    std::fs::write(p.b.path("f/.shoalignore"), "*.log\nbuild/\n*.tmp\n").expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(p.a.path("f/scratch.tmp"), "not for B").expect("write");
+    std::fs::write(p.a.path("f/after-change.txt"), "for B").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/after-change.txt")
+        .exists()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !p.b.path("f/scratch.tmp").exists(),
+        "a pattern added while running is obeyed"
+    );
+}
+
+#[test]
+fn a_folder_missing_when_the_service_starts_stays_stopped_and_deletes_nothing() {
+    let mut p = sync_pair();
+    for i in 0..5 {
+        std::fs::write(p.a.path(&format!("f/file{i}")), format!("data {i}")).expect("write");
+    }
+    assert_converges(&p, "baseline");
+    // A's disk is not mounted when its service starts.
+    p.sa.kill();
+    let (fa, aside) = (p.a.path("f"), p.a.path("f-unmounted"));
+    std::fs::rename(&fa, &aside).expect("unmount");
+    p.sa = p.a.serve();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let st = p.a.status()["folders"][0].clone();
+        st["state"] == "error" && st["error"].as_str().is_some_and(|e| e.contains("missing"))
+    }));
+    let idb = p.b.id();
+    assert!(wait_until(Duration::from_secs(10), || p
+        .a
+        .connected_to(&idb)));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(tree(&p.b.path("f")).len(), 5, "no deletion reached B");
+    assert!(!fa.exists(), "Shoal does not recreate the folder's path");
+    // B's changes wait; the disk returns and everything syncs.
+    std::fs::write(p.b.path("f/from-b"), "while A's disk was away").expect("write");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!fa.exists(), "a pull does not recreate the path either");
+    std::fs::rename(&aside, &fa).expect("mount");
+    assert_converges(&p, "syncing resumes when the disk is back");
 }
 
 #[test]
@@ -329,4 +383,239 @@ fn a_receiver_killed_at_random_moments_never_shows_a_partial_file() {
         })
         .collect();
     assert!(temps.is_empty(), "stale temp files: {temps:?}");
+}
+
+#[test]
+fn a_receive_only_folder_lists_its_local_changes_and_revert_restores_the_peers_version() {
+    let mut p = sync_pair();
+    let (fa, fb) = (p.a.path("f"), p.b.path("f"));
+    std::fs::write(fa.join("edit.txt"), "from A").expect("write");
+    std::fs::write(fa.join("del.txt"), "A's file, deleted on B").expect("write");
+    std::fs::write(fa.join("same.txt"), "untouched").expect("write");
+    assert_converges(&p, "baseline");
+    p.b.run(&["folder", "mode", "f", "receive-only"]).ok();
+    // B changes things: an edit, a deletion, a new file and a new directory with a file.
+    std::fs::write(fb.join("edit.txt"), "edited on B").expect("write");
+    std::fs::remove_file(fb.join("del.txt")).expect("rm");
+    std::fs::write(fb.join("new.txt"), "new on B").expect("write");
+    std::fs::create_dir(fb.join("newdir")).expect("mkdir");
+    std::fs::write(fb.join("newdir/x.txt"), "new in a new dir").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    // None of it reaches A (a later change of A's reaching B shows the exchange runs).
+    std::fs::write(fa.join("later.txt"), "from A, later").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/later.txt")
+        .exists()));
+    assert_eq!(
+        std::fs::read_to_string(fa.join("edit.txt")).expect("read"),
+        "from A"
+    );
+    assert!(fa.join("del.txt").exists() && !fa.join("new.txt").exists());
+    // B lists them: the count in status, the entries with their kind in ls.
+    let want: Vec<(String, String)> = [
+        ("del.txt", "deleted"),
+        ("edit.txt", "changed"),
+        ("new.txt", "added"),
+        ("newdir", "added"),
+        ("newdir/x.txt", "added"),
+    ]
+    .iter()
+    .map(|(n, k)| (n.to_string(), k.to_string()))
+    .collect();
+    let listed = || -> Vec<(String, String)> {
+        p.b.run(&["ls", "f", "--local-changes", "--json"])
+            .json()
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["name"].as_str().unwrap_or("").to_string(),
+                            e["change"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(listed(), want);
+    assert_eq!(p.b.status()["folders"][0]["local_changes"], 5);
+    assert_eq!(p.a.status()["folders"][0]["local_changes"], 0);
+    p.a.run(&["ls", "f", "--local-changes"])
+        .fails_with("only a receive-only folder");
+    p.a.run(&["folder", "revert", "f"])
+        .fails_with("only a receive-only folder");
+    // Revert: B becomes what A has; what B made is kept in .shoal/versions/.
+    let done = p.b.run(&["folder", "revert", "f", "--json"]).json();
+    assert_eq!(done["reverted"].as_array().map(Vec::len), Some(5), "{done}");
+    assert_converges(&p, "B is A's copy again after the revert");
+    assert_eq!(
+        std::fs::read_to_string(fb.join("edit.txt")).expect("read"),
+        "from A"
+    );
+    assert!(fb.join("del.txt").exists() && !fb.join("newdir").exists());
+    let mut kept: Vec<String> = walkdir(&fb.join(".shoal/versions"))
+        .into_iter()
+        .map(|e| std::fs::read_to_string(e).expect("read"))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            "edited on B".to_string(),
+            "new in a new dir".to_string(),
+            "new on B".to_string()
+        ],
+        "every local change is kept, none lost"
+    );
+    assert!(
+        wait_until(
+            Duration::from_secs(10),
+            || p.b.status()["folders"][0]["local_changes"] == 0 && listed().is_empty()
+        ),
+        "{}",
+        p.b.run(&["ls", "f", "--local-changes"]).stdout
+    );
+    // A never saw any of it.
+    assert!(!fa.join("new.txt").exists() && !fa.join("newdir").exists());
+    // The same without a running service: the revert is done on the home, and the
+    // peers' version comes back when the service runs again.
+    std::fs::write(fb.join("edit.txt"), "edited on B again").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    assert!(wait_until(
+        Duration::from_secs(10),
+        || p.b.status()["folders"][0]["local_changes"] == 1
+    ));
+    p.sb.kill();
+    let out = p.b.run(&["folder", "revert", "f"]);
+    assert!(
+        out.ok().contains("1 local change(s) reverted"),
+        "{}",
+        out.stdout
+    );
+    assert!(!fb.join("edit.txt").exists(), "moved aside at once");
+    p.sb = p.b.serve();
+    assert_converges(&p, "the peers' version is back after an offline revert");
+    assert_eq!(
+        std::fs::read_to_string(fb.join("edit.txt")).expect("read"),
+        "from A"
+    );
+    assert_eq!(
+        walkdir(&fb.join(".shoal/versions")).len(),
+        4,
+        "kept as well"
+    );
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn ignore_perms_keeps_local_permissions_and_announces_none_of_them() {
+    let mut p = sync_pair();
+    let (fa, fb) = (p.a.path("f"), p.b.path("f"));
+    std::fs::write(fa.join("run.sh"), "#!/bin/sh\n").expect("write");
+    chmod(&fa.join("run.sh"), 0o755);
+    std::fs::write(fa.join("data.txt"), "v1").expect("write");
+    assert_converges(&p, "baseline");
+    // B's folder gets ignore_perms (a FAT or CIFS disk): a config option set by hand.
+    p.sb.kill();
+    let cfg = p.b.home().join("config.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    assert!(text.contains("ignore_perms = false"), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replace("ignore_perms = false", "ignore_perms = true"),
+    )
+    .expect("write config");
+    chmod(&fb.join("data.txt"), 0o600);
+    chmod(&fb.join("run.sh"), 0o700);
+    std::fs::write(fb.join("from-b.txt"), "made on a disk that says 0777").expect("write");
+    chmod(&fb.join("from-b.txt"), 0o777);
+    p.sb = p.b.serve();
+    // What B has arrives at A without B's made-up modes; B's chmods are no change.
+    assert!(wait_until(Duration::from_secs(15), || fa
+        .join("from-b.txt")
+        .exists()));
+    assert_eq!(
+        mode(&fa.join("from-b.txt")),
+        0o644,
+        "a new file is announced 0644"
+    );
+    // A's changes arrive at B, and B's local permissions stay as they are.
+    std::fs::write(fa.join("data.txt"), "v2 from A").expect("write");
+    std::fs::write(fa.join("new.sh"), "#!/bin/sh\necho new\n").expect("write");
+    chmod(&fa.join("new.sh"), 0o755);
+    assert!(wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(fb.join("data.txt")).is_ok_and(|s| s == "v2 from A")
+            && fb.join("new.sh").exists()
+    }));
+    assert_eq!(
+        mode(&fb.join("data.txt")),
+        0o600,
+        "a replaced file keeps its mode"
+    );
+    assert_eq!(
+        mode(&fb.join("new.sh")),
+        0o644,
+        "a new file gets the default mode"
+    );
+    assert_eq!(
+        mode(&fb.join("run.sh")),
+        0o700,
+        "an untouched file keeps its mode"
+    );
+    // And nothing of B's modes went to A.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(mode(&fa.join("run.sh")), 0o755);
+    assert_eq!(mode(&fa.join("data.txt")), 0o644);
+}
+
+#[test]
+fn local_changes_of_a_receive_only_folder_are_sent_once_it_becomes_send_receive() {
+    let mut p = sync_pair();
+    p.b.run(&["folder", "mode", "f", "receive-only"]).ok();
+    std::fs::write(p.b.path("f/kept-back.txt"), "made while receive-only").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    std::fs::write(p.a.path("f/sync-point.txt"), "x").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/sync-point.txt")
+        .exists()));
+    assert!(!p.a.path("f/kept-back.txt").exists());
+    assert_eq!(p.b.status()["folders"][0]["local_changes"], 1);
+    // Back to send-receive, live: what was kept back goes out now.
+    p.b.run(&["folder", "mode", "f", "send-receive"]).ok();
+    assert_converges(&p, "the local change is sent after the mode change");
+    assert_eq!(
+        std::fs::read_to_string(p.a.path("f/kept-back.txt")).expect("read"),
+        "made while receive-only"
+    );
+    // The same with the mode changed while no service runs.
+    p.b.run(&["folder", "mode", "f", "receive-only"]).ok();
+    std::fs::write(p.b.path("f/kept-back-2.txt"), "second").expect("write");
+    p.b.run(&["rescan", "f"]).ok();
+    // B pulls something after it: A then holds B's index past the held-back change.
+    std::fs::write(p.a.path("f/sync-point-2.txt"), "y").expect("write");
+    assert!(wait_until(Duration::from_secs(10), || p
+        .b
+        .path("f/sync-point-2.txt")
+        .exists()));
+    std::thread::sleep(Duration::from_millis(300));
+    p.sb.kill();
+    p.b.run(&["folder", "mode", "f", "send-receive"]).ok();
+    p.sb = p.b.serve();
+    assert_converges(&p, "sent after a mode change made without the service");
 }
