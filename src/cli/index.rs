@@ -50,11 +50,12 @@ struct ScanErrorJson {
 }
 
 /// A read-only view of the home's index for commands that only look (no writer thread;
-/// safe beside a running service). A home without an index gets an empty one first.
+/// safe beside a running service). A home without an index reads as an empty one, and no
+/// file is created.
 pub fn open_reader(ctx: &Context) -> anyhow::Result<crate::db::Reader> {
     let path = ctx.home.db_path();
     if !path.exists() {
-        drop(open_db(ctx)?);
+        return Ok(crate::db::Reader::empty()?);
     }
     // A service starting at this moment may hold the new database for its migration.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -534,6 +534,21 @@ impl Reader {
         })
     }
 
+    /// An index with nothing in it, in memory: what a command that only reads sees on a
+    /// home whose index does not exist yet. Reading never creates the file (which, made
+    /// by root on someone else's home, would lock a service run as that user out of it).
+    pub fn empty() -> Result<Reader, DbError> {
+        let conn = Connection::open_in_memory().map_err(|source| DbError::Open {
+            path: ":memory:".into(),
+            source,
+        })?;
+        store::migrate(&conn)?;
+        Ok(Reader {
+            conn,
+            path: PathBuf::from(":memory:"),
+        })
+    }
+
     fn at<T>(&self, r: Result<T, DbError>) -> Result<T, DbError> {
         r.map_err(|e| e.at(&self.path))
     }

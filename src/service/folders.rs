@@ -236,8 +236,10 @@ async fn run_folder_live(
         .or_default()
         .fs_caps = Some(caps);
     let interval = Duration::from_secs(folder.rescan_interval_secs.max(10));
-    // A folder is scanned once before anything is pulled into it.
-    let _ = scan_once(&shared, &folder, None, &cancel).await;
+    // The watcher starts before the first scan: a file written while that scan walks
+    // past its directory is then seen by the watcher (its event waits in the channel)
+    // instead of waiting for the next full rescan.
+    let mut watch_limit = None;
     let (_watch, mut events) = match crate::sync::watch::watch(&folder.path) {
         Ok((w, rx)) => (Some(w), rx),
         Err(e) => {
@@ -247,11 +249,17 @@ async fn run_folder_live(
                 message: format!("folder {}: {e}", folder.id),
             });
             if matches!(e, crate::sync::watch::WatchError::Limit) {
-                set_state(&shared, &folder.id, "error", Some(e.to_string()));
+                watch_limit = Some(e.to_string());
             }
             (None, mpsc::unbounded_channel().1)
         }
     };
+    // A folder is scanned once before anything is pulled into it.
+    let _ = scan_once(&shared, &folder, None, &cancel).await;
+    if let Some(e) = watch_limit {
+        // After the scan, which sets the state of its own.
+        set_state(&shared, &folder.id, "error", Some(e));
+    }
     let mut changed: std::collections::BTreeSet<String> = Default::default();
     let mut first_change: Option<tokio::time::Instant> = None;
     let mut pending_pull: std::collections::BTreeSet<String> = Default::default();

@@ -280,3 +280,25 @@ fn status_without_service_answers_from_config() {
             .contains("marker")
     );
 }
+
+#[test]
+fn commands_that_only_read_create_no_index() {
+    // Run as root on someone's home, a created index would be root's: the service, run as
+    // that user, could not write it. A missing index reads as an empty one.
+    let d = Device::init();
+    let id = d.add_folder("music", &[]);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(d.home().join(format!("index.db{suffix}")));
+    }
+    let v = d.run(&["status", "--json"]).json();
+    assert_eq!(v["folders"][0]["local_files"], 0);
+    assert_eq!(d.run(&["ls", &id, "--json"]).json(), serde_json::json!([]));
+    assert_eq!(
+        d.run(&["conflicts", "--json"]).json(),
+        serde_json::json!([])
+    );
+    assert!(
+        !d.home().join("index.db").exists(),
+        "a reading command created the index"
+    );
+}
