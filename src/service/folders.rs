@@ -275,6 +275,11 @@ async fn run_folder_live(
     let mut free_at_failure: Option<u64> = None;
     loop {
         if !pending_pull.is_empty() && changed.is_empty() {
+            // Names that arrived meanwhile join the set now rather than wait in the
+            // channel (a peer's index of a million files would otherwise sit there twice).
+            while let Ok(more) = pulls.try_recv() {
+                pending_pull.extend(more);
+            }
             // Bounded batches keep memory flat however much a peer has for us.
             let names: Vec<String> = pending_pull.iter().take(PULL_BATCH).cloned().collect();
             for n in &names {
