@@ -74,13 +74,71 @@ pub struct ConnHandle {
     pub peer_name: String,
     /// Requests in flight and index senders of this connection.
     pub sync: Arc<crate::sync::ConnSync>,
-    /// Bytes of index messages received and not yet processed: bounded so a peer cannot
-    /// queue without end.
-    pub index_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// Index messages received and not yet stored: the reader waits while too many are
+    /// queued, so a peer's index of a million files streams through bounded memory.
+    pub index_flow: Arc<IndexFlow>,
 }
 
-/// Index bytes a connection may have queued before it is closed.
+/// Index bytes a connection may have queued before it is closed (reached only while
+/// block-list answers are awaited, when the reader must not wait).
 const MAX_QUEUED_INDEX_BYTES: usize = 256 << 20;
+/// Index bytes queued above which the reader stops reading until the store catches up.
+/// (A 1,000,000-file index is ~180 MiB encoded and more decoded: it used to be queued
+/// whole when the peer sent faster than SQLite stored.)
+const INDEX_QUEUE_SOFT: usize = 8 << 20;
+
+/// Flow control of a peer's index messages between the socket reader and the task that
+/// stores them (`sync::index::receive`).
+#[derive(Default)]
+pub struct IndexFlow {
+    /// Encoded bytes received and not yet stored.
+    queued: std::sync::atomic::AtomicUsize,
+    /// Block-list fetches under way: their answers come through the reader, which must not
+    /// wait for room meanwhile (the store waits for them).
+    awaiting_lists: std::sync::atomic::AtomicUsize,
+    room: tokio::sync::Notify,
+}
+
+impl IndexFlow {
+    /// Counts `n` bytes in; false when the hard limit is passed.
+    fn queue(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.queued.fetch_add(n, Relaxed) + n <= MAX_QUEUED_INDEX_BYTES
+    }
+
+    /// Waits while the queue is over the soft limit, unless a block list is awaited.
+    async fn wait_for_room(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        loop {
+            // Created before the check: a wake-up in between is not lost.
+            let notified = self.room.notified();
+            if self.queued.load(Relaxed) <= INDEX_QUEUE_SOFT
+                || self.awaiting_lists.load(Relaxed) > 0
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// `n` bytes were stored.
+    pub fn stored(&self, n: usize) {
+        self.queued
+            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        self.room.notify_waiters();
+    }
+
+    /// A block-list fetch starts (the reader must keep reading) or ends.
+    pub fn awaiting_list(&self, yes: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if yes {
+            self.awaiting_lists.fetch_add(1, Relaxed);
+        } else {
+            self.awaiting_lists.fetch_sub(1, Relaxed);
+        }
+        self.room.notify_waiters();
+    }
+}
 
 /// rustls reads at most 4 KiB per call from its stream: a buffer under it turns 64 small
 /// reads into one system call per 256 KiB (about 10 % less CPU per byte on bulk transfer).
@@ -300,7 +358,7 @@ async fn run_connection<S>(
             counters: counters.clone(),
             peer_name: hello.device_name.clone(),
             sync: Arc::new(crate::sync::ConnSync::default()),
-            index_bytes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            index_flow: Arc::new(IndexFlow::default()),
         };
         let serial = handle.serial;
         let conn = handle.clone();
@@ -362,15 +420,13 @@ async fn run_connection<S>(
                         Message::Close { reason } => return Err(ConnError::ClosedByPeer(reason)),
                         Message::Index(i) => {
                             let n: usize = i.files.iter().map(|f| f.encoded_len()).sum();
-                            let queued = conn
-                                .index_bytes
-                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                            if queued + n > MAX_QUEUED_INDEX_BYTES {
+                            if !conn.index_flow.queue(n) {
                                 return Err(ConnError::Refused(
                                     "peer sends its index faster than it can be stored".into(),
                                 ));
                             }
                             let _ = index_tx.send(i);
+                            conn.index_flow.wait_for_room().await;
                         }
                         Message::Response(r) => {
                             if !conn.sync.complete_block(r) {
@@ -513,5 +569,49 @@ pub async fn dialer(
         if !connected {
             backoff = (backoff * 2).min(DIAL_BACKOFF_MAX);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn waits(flow: &Arc<IndexFlow>) -> tokio::task::JoinHandle<()> {
+        let f = flow.clone();
+        tokio::spawn(async move { f.wait_for_room().await })
+    }
+
+    #[tokio::test]
+    async fn the_reader_waits_for_the_index_store_except_while_a_block_list_is_awaited() {
+        let flow = Arc::new(IndexFlow::default());
+        assert!(flow.queue(INDEX_QUEUE_SOFT));
+        // At the soft limit: no wait.
+        tokio::time::timeout(Duration::from_secs(5), flow.wait_for_room())
+            .await
+            .expect("room at the limit");
+        assert!(flow.queue(1));
+        let reader = waits(&flow);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!reader.is_finished(), "over the limit the reader waits");
+        flow.stored(1);
+        tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("stored: the reader goes on")
+            .expect("task");
+        // Over the limit again, but the store waits for a block list that only the reader
+        // can deliver: the reader must not wait.
+        assert!(flow.queue(1 << 20));
+        let reader = waits(&flow);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!reader.is_finished());
+        flow.awaiting_list(true);
+        tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("a block list is awaited: the reader goes on")
+            .expect("task");
+        flow.awaiting_list(false);
+        // The hard limit still closes a peer that floods.
+        assert!(!flow.queue(MAX_QUEUED_INDEX_BYTES));
     }
 }

@@ -133,8 +133,7 @@ pub async fn receive(
     while let Some(idx) = rx.recv().await {
         let queued = idx.files.iter().map(WireFile::encoded_len).sum::<usize>();
         handle_index(&shared, peer, &conn, idx).await;
-        conn.index_bytes
-            .fetch_sub(queued, std::sync::atomic::Ordering::Relaxed);
+        conn.index_flow.stored(queued);
     }
 }
 
@@ -243,6 +242,23 @@ async fn fetch_list(
 ) -> Option<Vec<crate::protocol::BlockInfo>> {
     let id = conn.sync.next_id();
     let mut rx = conn.sync.expect_list(id);
+    // The answer comes through the connection's reader: it must not wait for the index
+    // queue (which waits for this answer) meanwhile.
+    conn.index_flow.awaiting_list(true);
+    let result = fetch_list_inner(conn, id, &mut rx, folder, name, list).await;
+    conn.index_flow.awaiting_list(false);
+    conn.sync.forget_list(id);
+    result
+}
+
+async fn fetch_list_inner(
+    conn: &ConnHandle,
+    id: u64,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::protocol::BlockList>,
+    folder: &str,
+    name: &str,
+    list: crate::protocol::BlockHash,
+) -> Option<Vec<crate::protocol::BlockInfo>> {
     let req = Message::BlockListRequest(BlockListRequest {
         id,
         folder: folder.to_string(),
@@ -250,11 +266,10 @@ async fn fetch_list(
         list,
     });
     if conn.tx.send(req).await.is_err() {
-        conn.sync.forget_list(id);
         return None;
     }
     let mut asm = BlockListAssembler::new(id, list);
-    let result = loop {
+    loop {
         let part = tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv()).await;
         match part {
             Ok(Some(p)) => match asm.push(p) {
@@ -264,7 +279,5 @@ async fn fetch_list(
             },
             _ => break None,
         }
-    };
-    conn.sync.forget_list(id);
-    result
+    }
 }
