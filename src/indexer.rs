@@ -139,7 +139,22 @@ fn scan_into(
     mut changed: Option<&mut Vec<crate::protocol::FileInfo>>,
 ) -> Result<ScanSummary, IndexError> {
     check_marker(folder)?;
-    let prev = db.reader()?.scan_state(&folder.id)?;
+    let reader = db.reader()?;
+    // A scan of a few names compares with their entries only. Where names fold (case,
+    // normalisation) the walk may meet a name in another spelling than asked: it gets the
+    // whole folder's state.
+    let whole = |names: &[String]| {
+        names
+            .iter()
+            .any(|n| matches!(n.trim_end_matches('/'), "" | "."))
+    };
+    let prev = match only {
+        Some(names) if !caps.folds() && !whole(names) => {
+            reader.scan_state_within(&folder.id, names)?
+        }
+        _ => reader.scan_state(&folder.id)?,
+    };
+    drop(reader);
     let req = ScanRequest {
         root: Path::new(&folder.path),
         prev: &prev,

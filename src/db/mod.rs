@@ -558,6 +558,15 @@ impl Reader {
         self.at(store::scan_state(&self.conn, folder))
     }
 
+    /// `scan_state` for a scan of `names` only (see `store::scan_state_within`).
+    pub fn scan_state_within(
+        &self,
+        folder: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, ScanState>, DbError> {
+        self.at(store::scan_state_within(&self.conn, folder, names))
+    }
+
     pub fn get_local(&self, folder: &str, name: &str) -> Result<Option<FileInfo>, DbError> {
         self.at(store::get_local(&self.conn, folder, name))
     }

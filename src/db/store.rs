@@ -1248,21 +1248,73 @@ pub fn scan_state(conn: &Connection, folder: &str) -> Result<HashMap<String, Sca
     )?;
     let mut rows = stmt.query([folder])?;
     while let Some(row) = rows.next()? {
-        let name: String = row.get(0)?;
-        let state = ScanState {
-            file_type: file_type(row.get(1)?)?,
-            deleted: row.get(2)?,
-            size: to_u64(row.get(3)?),
-            permissions: u32::try_from(row.get::<_, i64>(4)?)
-                .map_err(|_| DbError::Damaged(format!("permissions of {name:?} out of range")))?,
-            modified_ns: row.get(5)?,
-            inode: to_u64(row.get::<_, Option<i64>>(6)?.unwrap_or(0)),
-            ctime_ns: row.get::<_, Option<i64>>(7)?.unwrap_or(0),
-            symlink_target: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-        };
+        let (name, state) = scan_row(row)?;
         out.insert(name, state);
     }
     Ok(out)
+}
+
+/// `scan_state` limited to what a scan of `names` compares with: each name, everything
+/// under it, and its ancestors. A watcher-triggered scan of one file in a folder of a
+/// million then reads a few rows, not the million.
+pub fn scan_state_within(
+    conn: &Connection,
+    folder: &str,
+    names: &[String],
+) -> Result<HashMap<String, ScanState>, DbError> {
+    let Some(folder) = folder_idx(conn, folder)? else {
+        return Ok(HashMap::new());
+    };
+    const COLUMNS: &str = "n.name, f.type, f.deleted, f.size, f.permissions, f.modified_ns, \
+                           f.inode, f.ctime_ns, f.symlink_target";
+    let mut out = HashMap::new();
+    let mut exact = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM names n JOIN files f ON f.name = n.idx \
+         WHERE n.name = ?2 AND f.folder = ?1 AND f.device = 0"
+    ))?;
+    let mut under = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM names n JOIN files f ON f.name = n.idx \
+         WHERE n.name >= ?2 AND n.name < ?3 AND f.folder = ?1 AND f.device = 0"
+    ))?;
+    for raw in names {
+        let name = raw.trim_end_matches('/');
+        let mut wanted: Vec<&str> = name.match_indices('/').map(|(i, _)| &name[..i]).collect();
+        wanted.push(name);
+        for n in wanted {
+            if out.contains_key(n) {
+                continue;
+            }
+            let mut rows = exact.query(params![folder, n])?;
+            while let Some(row) = rows.next()? {
+                let (k, v) = scan_row(row)?;
+                out.insert(k, v);
+            }
+        }
+        // Byte order: everything that starts with "name/" sorts from "name/" up to, not
+        // including, "name0" ('0' follows '/').
+        let mut rows = under.query(params![folder, format!("{name}/"), format!("{name}0")])?;
+        while let Some(row) = rows.next()? {
+            let (k, v) = scan_row(row)?;
+            out.insert(k, v);
+        }
+    }
+    Ok(out)
+}
+
+fn scan_row(row: &rusqlite::Row<'_>) -> Result<(String, ScanState), DbError> {
+    let name: String = row.get(0)?;
+    let state = ScanState {
+        file_type: file_type(row.get(1)?)?,
+        deleted: row.get(2)?,
+        size: to_u64(row.get(3)?),
+        permissions: u32::try_from(row.get::<_, i64>(4)?)
+            .map_err(|_| DbError::Damaged(format!("permissions of {name:?} out of range")))?,
+        modified_ns: row.get(5)?,
+        inode: to_u64(row.get::<_, Option<i64>>(6)?.unwrap_or(0)),
+        ctime_ns: row.get::<_, Option<i64>>(7)?.unwrap_or(0),
+        symlink_target: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+    };
+    Ok((name, state))
 }
 
 /// Calls `f` with every local entry of a folder, in name order (byte order of the UTF-8

@@ -617,6 +617,57 @@ fn for_each_local_walks_in_name_order_and_stops_on_error() {
 }
 
 #[test]
+fn a_scoped_scan_state_holds_the_names_what_is_under_them_and_their_ancestors() {
+    let conn = mem();
+    let dir = |n: &str| FileInfo {
+        file_type: FileType::Dir,
+        ..entry(n)
+    };
+    local_update(
+        &conn,
+        vec![
+            dir("d"),
+            dir("d/e"),
+            small("d/e/f", "1"),
+            small("d/g", "2"),
+            small("d-x", "3"),
+            small("d0", "4"),
+            small("dd", "5"),
+            small("other", "6"),
+        ],
+    );
+    write(&conn, |c| {
+        store::update_remote(c, FOLDER, peer(), 1, vec![small("d/peer-only", "p")])
+    });
+    let names = |v: &[&str]| -> Vec<String> {
+        let mut got: Vec<String> = store::scan_state_within(
+            &conn,
+            FOLDER,
+            &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("state")
+        .into_keys()
+        .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(names(&["d"]), ["d", "d/e", "d/e/f", "d/g"]);
+    assert_eq!(names(&["d/e/f"]), ["d", "d/e", "d/e/f"]);
+    assert_eq!(
+        names(&["d/", "other"]),
+        ["d", "d/e", "d/e/f", "d/g", "other"]
+    );
+    assert_eq!(names(&["d/new"]), ["d"]);
+    assert!(names(&["missing/x"]).is_empty());
+    // The same entries as the whole folder's state.
+    let whole = store::scan_state(&conn, FOLDER).expect("state");
+    let part = store::scan_state_within(&conn, FOLDER, &["d".to_string()]).expect("state");
+    for (k, v) in &part {
+        assert_eq!(&whole[k], v, "{k}");
+    }
+}
+
+#[test]
 fn scan_state_and_counts_see_local_entries_only() {
     let conn = mem();
     let link = FileInfo {
