@@ -311,7 +311,10 @@ pub use diff::{BlockEdit, apply_edits, diff_blocks};
 pub use file::{BlockHash, BlockInfo, FileInfo, FileType};
 #[cfg(test)]
 pub(crate) use frame::decode_message;
-pub use frame::{FLAG_COMPRESSED, FRAME_HEADER_LEN, FrameDecoder, encode};
+pub use frame::{
+    COMPRESSION_VERSION, CompressionStats, FLAG_COMPRESSED, FRAME_HEADER_LEN, FrameDecoder,
+    FrameEncoder, MAX_COMPRESSION_RATIO, encode, max_body_len,
+};
 pub use message::{
     BlockList, BlockListAssembler, BlockListRequest, ClusterConfig, ClusterDevice, ClusterFolder,
     Hello, Index, Message, MessageType, Request, Response, ResponseCode, block_list_parts,
@@ -324,7 +327,7 @@ pub use wirefile::{IndexBatch, WireBlocks, WireFile};
 use std::time::Duration;
 
 /// The protocol version this build speaks (the highest).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The lowest version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
