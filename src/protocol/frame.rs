@@ -152,7 +152,11 @@ impl FrameEncoder {
     /// of a `Response` sent uncompressed: the frame is then `out`'s new bytes followed by
     /// `Response::data` as is, which saves copying the block (write both with one vectored
     /// write). On an error `out` is left as it was.
-    pub fn encode_split(&mut self, msg: &Message, out: &mut Vec<u8>) -> Result<bool, ProtocolError> {
+    pub fn encode_split(
+        &mut self,
+        msg: &Message,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ProtocolError> {
         if let Message::Response(r) = msg
             && r.code == ResponseCode::Ok
             && !(self.compress && self.worth_trying(&r.data))
@@ -280,7 +284,7 @@ impl FrameDecoder {
     /// buffer only grows to hold one incomplete frame.
     ///
     /// While a large frame (a block) is coming, the room ends where that frame ends, and
-    /// between frames it is a quarter of [`READ_CHUNK`]: once a block is decoded the
+    /// between frames it is 16 KiB: once a block is decoded the
     /// buffer is empty and the next frame starts at its beginning, so a stream of blocks
     /// is never moved within the buffer. The buffer grows by doubling, only when received
     /// bytes fill it.
@@ -842,7 +846,10 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.set_version(COMPRESSION_VERSION);
         d.push(&compressed_frame(MessageType::Hello, 10, &[0; 10]));
-        assert!(matches!(d.next_message(), Err(ProtocolError::UnknownFlags { .. })));
+        assert!(matches!(
+            d.next_message(),
+            Err(ProtocolError::UnknownFlags { .. })
+        ));
     }
 
     #[test]
@@ -925,7 +932,10 @@ mod tests {
         let f = compressed_frame(MessageType::Response, 5, &lz4_flex::block::compress(&body));
         let mut d = ready_v2();
         d.push(&f);
-        assert!(matches!(d.next_message(), Err(ProtocolError::Malformed { .. })));
+        assert!(matches!(
+            d.next_message(),
+            Err(ProtocolError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -951,7 +961,11 @@ mod tests {
             while let Some(m) = d.next_message().expect("decodes") {
                 got.push(m);
             }
-            assert!(d.buf.len() <= 4 * (MAX_BLOCK_SIZE as usize), "{}", d.buf.len());
+            assert!(
+                d.buf.len() <= 4 * (MAX_BLOCK_SIZE as usize),
+                "{}",
+                d.buf.len()
+            );
         }
         assert_eq!(got, msgs);
         assert_eq!(d.buffered(), 0);

@@ -1,5 +1,5 @@
-//! The messages of protocol version 1 and their bodies' encodings (see "Messages" in the
-//! module docs for the byte layouts and the rules each field follows).
+//! The messages of the protocol (versions 1 and 2 share them) and their bodies' encodings
+//! (see "Messages" in the module docs for the byte layouts and the rules each field follows).
 
 use super::codec::{Reader, Writer};
 use super::wirefile::{MIN_FILE_LEN, decode_blocks, encode_blocks};

@@ -12,9 +12,9 @@ use shoal::identity::{DeviceId, Identity, ShortId};
 use shoal::net::tls::TlsConfigs;
 use shoal::protocol::file::blocks_hash;
 use shoal::protocol::{
-    BlockHash, BlockInfo, BlockList, BlockListRequest, ClusterConfig, ClusterDevice, ClusterFolder,
-    COMPRESSION_VERSION, Counter, FLAG_COMPRESSED, FileType, FrameDecoder, FrameEncoder, Hello,
-    Index, MAX_BLOCK_SIZE, MAX_FRAME_LEN, Message, PROTOCOL_VERSION, Request, Response,
+    BlockHash, BlockInfo, BlockList, BlockListRequest, COMPRESSION_VERSION, ClusterConfig,
+    ClusterDevice, ClusterFolder, Counter, FLAG_COMPRESSED, FileType, FrameDecoder, FrameEncoder,
+    Hello, Index, MAX_BLOCK_SIZE, MAX_FRAME_LEN, Message, PROTOCOL_VERSION, Request, Response,
     ResponseCode, Vector, WireBlocks, WireFile, encode,
 };
 use std::collections::{BTreeSet, HashMap};
