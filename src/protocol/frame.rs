@@ -8,9 +8,10 @@
 //! compressed bytes can expand to, before anything is allocated for it.
 
 use super::codec::{Reader, Writer};
+use super::message::response_code;
 use super::{
     MAX_BLOCK_SIZE, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN, Message, MessageType, ProtocolError,
-    ResponseCode,
+    Response, ResponseCode,
 };
 
 /// Bytes before the body: the length (4), the type (1), the flags (1).
@@ -255,19 +256,38 @@ const KEEP_BUFFER: usize = 1 << 20;
 /// connection must be closed.
 ///
 /// Bytes go in either by [`Self::push`] or, without a copy, by reading straight into
-/// [`Self::read_buf`] and then calling [`Self::filled`].
+/// [`Self::read_buf`] and then calling [`Self::filled`]. The data of a large uncompressed
+/// `Response` is read straight into the buffer the message will own, once the frame's
+/// header and the response's header (at most 14 bytes) are here: that allocation (at most
+/// [`MAX_BLOCK_SIZE`]) is the one made ahead of the bytes that fill it.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     /// Received bytes live in `buf[start..end]`; the rest of `buf` is room for the next read.
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// A block being read into its own buffer.
+    block: Option<PendingBlock>,
     hello_seen: bool,
     version: u32,
     /// Where compressed bodies are expanded, reused.
     scratch: Vec<u8>,
     failed: Option<ProtocolError>,
 }
+
+/// The rest of a large uncompressed `Response` whose headers have been read.
+#[derive(Debug)]
+struct PendingBlock {
+    id: u64,
+    data: Vec<u8>,
+    /// Bytes of `data` received.
+    filled: usize,
+}
+
+/// A `Response` body's fields before its data take at most this many bytes: the id (a
+/// varint of at most 10 bytes), the code (1) and the data's length (at most 3 bytes for
+/// [`MAX_BLOCK_SIZE`]).
+const RESPONSE_HEADER_MAX: usize = 14;
 
 impl FrameDecoder {
     pub fn new() -> Self {
@@ -289,6 +309,12 @@ impl FrameDecoder {
     /// is never moved within the buffer. The buffer grows by doubling, only when received
     /// bytes fill it.
     pub fn read_buf(&mut self) -> &mut [u8] {
+        if self.block.is_some() {
+            return match &mut self.block {
+                Some(b) => &mut b.data[b.filled..],
+                None => &mut [],
+            };
+        }
         let min_room = READ_CHUNK / 4;
         if let Some(frame_end) = self.large_frame_end()
             && frame_end > self.buf.len()
@@ -331,6 +357,10 @@ impl FrameDecoder {
 
     /// `n` bytes were read into [`Self::read_buf`].
     pub fn filled(&mut self, n: usize) {
+        if let Some(b) = &mut self.block {
+            b.filled = (b.filled + n).min(b.data.len());
+            return;
+        }
         self.end = (self.end + n).min(self.buf.len());
     }
 
@@ -347,7 +377,7 @@ impl FrameDecoder {
 
     /// Bytes received and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.end - self.start
+        self.end - self.start + self.block.as_ref().map_or(0, |b| b.filled)
     }
 
     /// The next complete message, `Ok(None)` when more bytes are needed.
@@ -358,6 +388,7 @@ impl FrameDecoder {
         match self.next_inner() {
             Err(e) => {
                 self.failed = Some(e.clone());
+                self.block = None;
                 self.buf = Vec::new();
                 self.scratch = Vec::new();
                 self.start = 0;
@@ -369,6 +400,18 @@ impl FrameDecoder {
     }
 
     fn next_inner(&mut self) -> Result<Option<Message>, ProtocolError> {
+        if let Some(b) = &self.block {
+            if b.filled < b.data.len() {
+                return Ok(None);
+            }
+            return Ok(self.block.take().map(|b| {
+                Message::Response(Response {
+                    id: b.id,
+                    code: ResponseCode::Ok,
+                    data: b.data,
+                })
+            }));
+        }
         let avail = &self.buf[self.start..self.end];
         if avail.len() < 4 {
             return Ok(None);
@@ -411,6 +454,13 @@ impl FrameDecoder {
         }
         let end = 4 + len as usize;
         if avail.len() < end {
+            if kind == MessageType::Response
+                && flags == 0
+                && end >= READ_CHUNK / 4
+                && avail.len() >= FRAME_HEADER_LEN + RESPONSE_HEADER_MAX
+            {
+                self.start_block(end)?;
+            }
             return Ok(None);
         }
         let body = &avail[FRAME_HEADER_LEN..end];
@@ -434,6 +484,46 @@ impl FrameDecoder {
             }
         }
         Ok(Some(msg))
+    }
+}
+
+impl FrameDecoder {
+    /// Reads the headers of the large uncompressed `Response` in progress, which ends at
+    /// `start + end`, and moves its data received so far into the block's own buffer: the
+    /// rest is read straight into it. The same checks as [`Message::decode_body`].
+    fn start_block(&mut self, end: usize) -> Result<(), ProtocolError> {
+        let avail = &self.buf[self.start..self.end];
+        let head = &avail[FRAME_HEADER_LEN..FRAME_HEADER_LEN + RESPONSE_HEADER_MAX];
+        let r = &mut Reader::new(head, "Response");
+        let id = r.varint("request id")?;
+        let code = response_code(r)?;
+        let n = r.varint("block data")?;
+        let data_at = FRAME_HEADER_LEN + RESPONSE_HEADER_MAX - r.rest().len();
+        if n > u64::from(MAX_BLOCK_SIZE) {
+            return Err(r.error(format!(
+                "block data is {n} bytes, more than the limit of {MAX_BLOCK_SIZE}"
+            )));
+        }
+        if code != ResponseCode::Ok {
+            return Err(r.error(format!("data with code {code:?}")));
+        }
+        if data_at as u64 + n != end as u64 {
+            return Err(r.error(format!(
+                "the frame holds {} bytes after the response's header, its data length says {n}",
+                end - data_at
+            )));
+        }
+        let mut data = vec![0u8; n as usize];
+        let have = avail.len() - data_at;
+        data[..have].copy_from_slice(&avail[data_at..]);
+        self.block = Some(PendingBlock {
+            id,
+            data,
+            filled: have,
+        });
+        self.start = 0;
+        self.end = 0;
+        Ok(())
     }
 }
 
@@ -936,6 +1026,56 @@ mod tests {
             d.next_message(),
             Err(ProtocolError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn a_large_block_is_read_into_its_own_buffer_and_checked_first() {
+        let data = random_block(100_000, 9);
+        let msg = response(data.clone());
+        let bytes = frame(&msg);
+        let mut d = ready();
+        // Byte by byte through the headers, then in large pieces.
+        for (i, b) in bytes[..30].iter().enumerate() {
+            assert_eq!(d.next_message(), Ok(None), "after {i} bytes");
+            d.push(&[*b]);
+        }
+        assert!(
+            d.block.is_some(),
+            "the block has its buffer once its header is here"
+        );
+        assert_eq!(d.buffered(), 30 - 6 - 5);
+        for piece in bytes[30..].chunks(40_000) {
+            assert_eq!(d.next_message(), Ok(None));
+            d.push(piece);
+        }
+        assert_eq!(d.next_message(), Ok(Some(msg)));
+        assert_eq!((d.buffered(), d.block.is_none()), (0, true));
+        // The next frame, small, right after.
+        d.push(&frame(&Message::Ping));
+        assert_eq!(d.next_message(), Ok(Some(Message::Ping)));
+
+        // Headers that contradict the frame are refused before anything is allocated.
+        let body_len = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let mut longer = bytes[..40].to_vec();
+        longer[..4].copy_from_slice(&(body_len(&bytes) + 1).to_be_bytes());
+        let mut error_code = bytes[..40].to_vec();
+        error_code[7] = 1; // id 7 is one byte; the code follows
+        let mut oversized = bytes[..40].to_vec();
+        oversized[..4].copy_from_slice(&(200_000u32).to_be_bytes());
+        oversized[8..11].copy_from_slice(&[0xc0, 0x9a, 0x0c]); // 200,000 - 11
+        for (what, f) in [
+            ("longer frame", longer),
+            ("error code", error_code),
+            ("oversized", oversized),
+        ] {
+            let mut d = ready();
+            d.push(&f);
+            assert!(
+                matches!(d.next_message(), Err(ProtocolError::Malformed { .. })),
+                "{what}"
+            );
+            assert!(d.block.is_none(), "{what}");
+        }
     }
 
     #[test]

@@ -532,7 +532,7 @@ impl Message {
     }
 }
 
-fn response_code(r: &mut Reader<'_>) -> Result<ResponseCode, ProtocolError> {
+pub(crate) fn response_code(r: &mut Reader<'_>) -> Result<ResponseCode, ProtocolError> {
     let c = r.u8("response code")?;
     ResponseCode::from_code(c).ok_or_else(|| r.error(format!("response code {c} is unknown")))
 }
