@@ -8,7 +8,8 @@
 //! - Shoal: the path a block takes between two devices. Two fresh identities and
 //!   [`shoal::net::tls::configs`] (TLS 1.3, ring, AES-GCM first), TCP_NODELAY and the
 //!   byte counters as in `net`, a Hello first, then N MiB as `Response` frames of 128 KiB
-//!   through the service's [`FrameWriter`] (protocol version 2: each block is sampled for
+//!   through the service's [`FrameWriter`] over a TLS connection whose record buffer is
+//!   `net::TLS_BUFFER_LIMIT` as in `net` (protocol version 2: each block is sampled for
 //!   compression, the data goes out by vectored writes without a copy), batched up to
 //!   256 KiB per write as the service's writer does; the receiver reads straight into the
 //!   [`FrameDecoder`]'s buffer as the service's reader does and counts payload bytes.
@@ -35,7 +36,7 @@
 
 use shoal::identity::Identity;
 use shoal::net::counted::{Counted, Counters};
-use shoal::net::{FrameWriter, WRITE_BATCH, tls};
+use shoal::net::{FrameWriter, TLS_BUFFER_LIMIT, WRITE_BATCH, tls};
 use shoal::protocol::{
     FrameDecoder, Hello, MAX_BLOCK_SIZE, Message, PROTOCOL_VERSION, Response, ResponseCode,
 };
@@ -253,7 +254,10 @@ async fn tls_once(
         let counters = Arc::new(Counters::default());
         let stream = Counted::new(tcp, counters.clone());
         let name = ServerName::try_from("shoal").expect("a valid server name");
-        let tls = connector.connect(name, stream).await.expect("TLS connect");
+        let mut tls = connector.connect(name, stream).await.expect("TLS connect");
+        if !o.bare {
+            tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        }
         let (_rd, mut wr) = tokio::io::split(tls);
         let data = block();
         if o.bare {

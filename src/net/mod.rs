@@ -42,6 +42,10 @@ pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const OUTBOX: usize = 256;
 /// The writer gathers what is already queued into writes of about this many bytes.
 pub const WRITE_BATCH: usize = 256 << 10;
+/// How many bytes of TLS records rustls may hold before the socket takes them (its default
+/// is 64 KiB): a batch of [`WRITE_BATCH`] then leaves in one vectored system call instead
+/// of four.
+pub const TLS_BUFFER_LIMIT: usize = 2 * WRITE_BATCH;
 /// Block buffers a [`FrameWriter`] keeps for reuse once written.
 const SPARE_BUFFERS: usize = 8;
 
@@ -124,7 +128,8 @@ pub async fn listen(shared: Arc<Shared>, listener: TcpListener, cancel: Cancella
                 let counters = Arc::new(Counters::default());
                 let stream = Counted::new(socket_reader(tcp), counters.clone());
                 let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-                    let tls = acceptor.accept(stream).await?;
+                    let mut tls = acceptor.accept(stream).await?;
+                    tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
                     let certs = tls.get_ref().1.peer_certificates();
                     let peer = tls::peer_id(certs).ok_or(ConnError::NoCertificate)?;
                     handshake(&shared, tls, peer, addr).await
@@ -159,7 +164,8 @@ pub async fn dial(
         // The name is not checked (see `danger`); the device ID is.
         let name = rustls::pki_types::ServerName::try_from("shoal")
             .map_err(|e| ConnError::Refused(e.to_string()))?;
-        let tls = connector.connect(name, stream).await?;
+        let mut tls = connector.connect(name, stream).await?;
+        tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         let peer =
             tls::peer_id(tls.get_ref().1.peer_certificates()).ok_or(ConnError::NoCertificate)?;
         if peer != device {
