@@ -32,7 +32,7 @@ pub const MIN_COMPRESS_LEN: usize = 256;
 
 /// A body longer than four times this is compressed only if a window of this many bytes
 /// from its middle compresses first: incompressible data costs that window, not the body.
-pub const COMPRESS_SAMPLE_LEN: usize = 4096;
+pub const COMPRESS_SAMPLE_LEN: usize = 2048;
 
 /// Flag bits a version understands.
 fn known_flags(version: u32) -> u8 {

@@ -82,11 +82,12 @@
 //!
 //! Compressing is the sender's choice, frame by frame; a receiver speaking version 2 must
 //! accept either form of any frame but the Hello. Shoal's choice ([`FrameEncoder`]):
-//! bodies of at least [`frame::MIN_COMPRESS_LEN`] (256) bytes; for a body over 16 KiB, a
-//! 4 KiB window from its middle is compressed first and the body is tried only if that
-//! window shrinks to 95 % or less (so incompressible blocks, already compressed or
-//! encrypted files, cost about an eighth of a compression and nothing at the receiver);
-//! the compressed form is sent only if it is at most 90 % of the body. Blocks are
+//! bodies of at least [`frame::MIN_COMPRESS_LEN`] (256) bytes; for a body over 8 KiB, a
+//! 2 KiB window ([`frame::COMPRESS_SAMPLE_LEN`]) from its middle is compressed first and
+//! the body is tried only if that window shrinks to 95 % or less (so incompressible
+//! blocks, already compressed or encrypted files, cost about 1 µs each, some 40 ms per
+//! GiB, and nothing at the receiver); the compressed form is sent only if it is at most
+//! 90 % of the body. Blocks are
 //! verified (BLAKE3, size) on the expanded data, as before: compression changes nothing
 //! about what is written.
 //!
