@@ -295,6 +295,7 @@ fn response(id: usize, data: Vec<u8>) -> Message {
 async fn tls_send<W: AsyncWrite + Unpin>(wr: &mut W, total: usize, data: Vec<u8>, o: &Opts) {
     let batch = o.batch;
     let mut fw = FrameWriter::new(PROTOCOL_VERSION);
+    fw.keep_spare(8);
     fw.push(Message::Hello(Hello::ours("bench")))
         .expect("Hello encodes");
     fw.write_to(wr).await.expect("write Hello");

@@ -46,8 +46,6 @@ pub const WRITE_BATCH: usize = 256 << 10;
 /// is 64 KiB): a batch of [`WRITE_BATCH`] then leaves in one vectored system call instead
 /// of four.
 pub const TLS_BUFFER_LIMIT: usize = 2 * WRITE_BATCH;
-/// Block buffers a [`FrameWriter`] keeps for reuse once written.
-const SPARE_BUFFERS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -491,8 +489,9 @@ pub struct FrameWriter {
     /// The block data that follows `out[..end]`, for each block sent as is, in order.
     blocks: Vec<(usize, Vec<u8>)>,
     queued: usize,
-    /// Block buffers already written, for [`Self::take_spare`].
+    /// Block buffers already written, for [`Self::take_spare`]: at most `keep_spare`.
     spare: Vec<Vec<u8>>,
+    keep_spare: usize,
 }
 
 impl FrameWriter {
@@ -504,7 +503,14 @@ impl FrameWriter {
             blocks: Vec::new(),
             queued: 0,
             spare: Vec::new(),
+            keep_spare: 0,
         }
+    }
+
+    /// Keep up to `n` written block buffers for [`Self::take_spare`] (none by default: the
+    /// service does not reuse them).
+    pub fn keep_spare(&mut self, n: usize) {
+        self.keep_spare = n;
     }
 
     /// Adds `msg` to the batch. A `Response` sent as is gives up its data buffer.
@@ -547,7 +553,7 @@ impl FrameWriter {
         self.out.clear();
         self.queued = 0;
         for (_, data) in self.blocks.drain(..) {
-            if self.spare.len() < SPARE_BUFFERS {
+            if self.spare.len() < self.keep_spare {
                 self.spare.push(data);
             }
         }
