@@ -309,7 +309,7 @@ impl FrameDecoder {
     /// is never moved within the buffer. The buffer grows by doubling, only when received
     /// bytes fill it.
     pub fn read_buf(&mut self) -> &mut [u8] {
-        if self.block.is_some() {
+        if self.block_wants_bytes() {
             return match &mut self.block {
                 Some(b) => &mut b.data[b.filled..],
                 None => &mut [],
@@ -339,6 +339,12 @@ impl FrameDecoder {
         &mut self.buf[self.end..stop]
     }
 
+    /// Whether the next bytes belong to a block being read into its own buffer (once it is
+    /// complete, what follows goes to `buf` until the block is taken).
+    fn block_wants_bytes(&self) -> bool {
+        self.block.as_ref().is_some_and(|b| b.filled < b.data.len())
+    }
+
     /// Where the frame in progress ends in `buf`, if its length is known and large.
     fn large_frame_end(&self) -> Option<usize> {
         let avail = &self.buf[self.start..self.end];
@@ -357,7 +363,9 @@ impl FrameDecoder {
 
     /// `n` bytes were read into [`Self::read_buf`].
     pub fn filled(&mut self, n: usize) {
-        if let Some(b) = &mut self.block {
+        if self.block_wants_bytes()
+            && let Some(b) = &mut self.block
+        {
             b.filled = (b.filled + n).min(b.data.len());
             return;
         }
@@ -1048,11 +1056,21 @@ mod tests {
             assert_eq!(d.next_message(), Ok(None));
             d.push(piece);
         }
-        assert_eq!(d.next_message(), Ok(Some(msg)));
+        assert_eq!(d.next_message(), Ok(Some(msg.clone())));
         assert_eq!((d.buffered(), d.block.is_none()), (0, true));
         // The next frame, small, right after.
         d.push(&frame(&Message::Ping));
         assert_eq!(d.next_message(), Ok(Some(Message::Ping)));
+        // A block and the frames after it in one push.
+        let mut more = bytes.clone();
+        more.extend(frame(&Message::Ping));
+        more.extend(&bytes);
+        more.extend(&frame(&Message::Ping)[..3]);
+        d.push(&more);
+        assert_eq!(d.next_message(), Ok(Some(msg.clone())));
+        assert_eq!(d.next_message(), Ok(Some(Message::Ping)));
+        assert_eq!(d.next_message(), Ok(Some(msg.clone())));
+        assert_eq!((d.next_message(), d.buffered()), (Ok(None), 3));
 
         // Headers that contradict the frame are refused before anything is allocated.
         let body_len = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
@@ -1156,6 +1174,51 @@ mod tests {
                 prop_assert_eq!(d.next_message()?, Some(m));
                 prop_assert_eq!(d.buffered(), 0);
             }
+        }
+
+        #[test]
+        fn streams_of_frames_decode_in_any_pieces(msgs in proptest::collection::vec(any_message(), 0..4),
+                                                   sizes in proptest::collection::vec(0usize..=MAX_BLOCK_SIZE as usize, 1..4),
+                                                   text in any::<bool>(),
+                                                   pieces in proptest::collection::vec(1usize..70_000, 1..40)) {
+            let mut enc = FrameEncoder::new(COMPRESSION_VERSION);
+            let mut all: Vec<Message> = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                all.push(response(if text { text_block(*n) } else { random_block(*n, i as u64 + 1) }));
+                if let Some(m) = msgs.get(i) && !matches!(m, Message::Hello(_)) {
+                    all.push(m.clone());
+                }
+            }
+            let mut bytes = Vec::new();
+            for m in &all {
+                enc.encode(m, &mut bytes).expect("encodes");
+            }
+            // Half the time through `push`, half through `read_buf`, in pieces of any size.
+            let mut d = ready_v2();
+            let mut got = Vec::new();
+            let mut at = 0;
+            let mut k = 0;
+            while at < bytes.len() {
+                let want = pieces[k % pieces.len()].min(bytes.len() - at);
+                let n = if k % 2 == 0 {
+                    d.push(&bytes[at..at + want]);
+                    want
+                } else {
+                    let room = d.read_buf();
+                    let n = room.len().min(want);
+                    prop_assert!(n > 0, "read_buf offered no room");
+                    room[..n].copy_from_slice(&bytes[at..at + n]);
+                    d.filled(n);
+                    n
+                };
+                at += n;
+                k += 1;
+                while let Some(m) = d.next_message()? {
+                    got.push(m);
+                }
+            }
+            prop_assert_eq!(got, all);
+            prop_assert_eq!(d.buffered(), 0);
         }
 
         #[test]
