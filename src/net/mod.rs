@@ -18,9 +18,10 @@ pub mod danger;
 pub mod tls;
 
 use crate::identity::DeviceId;
-use crate::protocol::{FrameDecoder, Hello, Message, encode};
+use crate::protocol::{CompressionStats, FrameDecoder, FrameEncoder, Hello, Message, encode};
 use crate::service::Shared;
 use counted::{Counted, Counters};
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,12 @@ pub const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(500);
 pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Messages queued for one connection's writer before senders wait.
 const OUTBOX: usize = 256;
+/// The writer gathers what is already queued into writes of about this many bytes.
+pub const WRITE_BATCH: usize = 256 << 10;
+/// How many bytes of TLS records rustls may hold before the socket takes them (its default
+/// is 64 KiB): a batch of [`WRITE_BATCH`] then leaves in one vectored system call instead
+/// of four.
+pub const TLS_BUFFER_LIMIT: usize = 2 * WRITE_BATCH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -177,7 +184,8 @@ pub async fn listen(shared: Arc<Shared>, listener: TcpListener, cancel: Cancella
                 let counters = Arc::new(Counters::default());
                 let stream = Counted::new(socket_reader(tcp), counters.clone());
                 let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-                    let tls = acceptor.accept(stream).await?;
+                    let mut tls = acceptor.accept(stream).await?;
+                    tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
                     let certs = tls.get_ref().1.peer_certificates();
                     let peer = tls::peer_id(certs).ok_or(ConnError::NoCertificate)?;
                     handshake(&shared, tls, peer, addr).await
@@ -212,7 +220,8 @@ pub async fn dial(
         // The name is not checked (see `danger`); the device ID is.
         let name = rustls::pki_types::ServerName::try_from("shoal")
             .map_err(|e| ConnError::Refused(e.to_string()))?;
-        let tls = connector.connect(name, stream).await?;
+        let mut tls = connector.connect(name, stream).await?;
+        tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         let peer =
             tls::peer_id(tls.get_ref().1.peer_certificates()).ok_or(ConnError::NoCertificate)?;
         if peer != device {
@@ -233,6 +242,8 @@ pub struct Handshaken<S> {
     stream: S,
     peer: DeviceId,
     hello: Hello,
+    /// The protocol version both speak.
+    version: u32,
     decoder: FrameDecoder,
 }
 
@@ -272,10 +283,12 @@ where
         refuse(&mut stream, "not trusted".into()).await;
         return Err(ConnError::Untrusted(peer.to_string()));
     }
-    let (decoder, hello) = hello;
-    if let Err(e) = hello.negotiate() {
-        return Err(ConnError::Refused(refuse(&mut stream, e.to_string()).await));
-    }
+    let (mut decoder, hello) = hello;
+    let version = match hello.negotiate() {
+        Ok(v) => v,
+        Err(e) => return Err(ConnError::Refused(refuse(&mut stream, e.to_string()).await)),
+    };
+    decoder.set_version(version);
     if shared.is_device_paused(&peer) {
         return Err(ConnError::Refused(
             refuse(&mut stream, "paused".into()).await,
@@ -285,6 +298,7 @@ where
         stream,
         peer,
         hello,
+        version,
         decoder,
     })
 }
@@ -294,7 +308,6 @@ async fn read_hello<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<(FrameDecoder, Hello), ConnError> {
     let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
     loop {
         if let Some(msg) = decoder.next_message()? {
             return match msg {
@@ -303,13 +316,13 @@ async fn read_hello<S: AsyncRead + Unpin>(
                 other => Err(ConnError::NoHello(other.kind().name())),
             };
         }
-        let n = stream.read(&mut buf).await?;
+        let n = stream.read(decoder.read_buf()).await?;
         if n == 0 {
             return Err(ConnError::ClosedByPeer(
                 "connection closed during Hello".into(),
             ));
         }
-        decoder.push(&buf[..n]);
+        decoder.filled(n);
     }
 }
 
@@ -343,6 +356,7 @@ async fn run_connection<S>(
         stream,
         peer,
         hello,
+        version,
         mut decoder,
     } = h;
     let span = info_span!("device", peer = %peer.short_str(), name = %hello.device_name);
@@ -385,8 +399,9 @@ async fn run_connection<S>(
             crate::sync::index::receive(shared.clone(), peer, conn.clone(), index_rx)
                 .in_current_span(),
         );
+        let stats = std::sync::Mutex::new(CompressionStats::default());
         let writer = async {
-            let mut out = Vec::with_capacity(64 * 1024);
+            let mut fw = FrameWriter::new(version);
             loop {
                 let msg = tokio::time::timeout(crate::protocol::PING_INTERVAL, rx.recv()).await;
                 let msg = match msg {
@@ -394,18 +409,22 @@ async fn run_connection<S>(
                     Ok(None) => return Ok::<_, ConnError>(()),
                     Ok(Some(m)) => m,
                 };
-                out.clear();
-                let closing = matches!(msg, Message::Close { .. });
-                encode(&msg, &mut out)?;
-                // Batch what is already queued into one write.
-                while out.len() < 256 * 1024 {
+                let mut closing = matches!(msg, Message::Close { .. });
+                fw.push(msg)?;
+                // Batch what is already queued into one vectored write.
+                while fw.queued() < WRITE_BATCH && !closing {
                     match rx.try_recv() {
-                        Ok(m) => encode(&m, &mut out)?,
+                        Ok(m) => {
+                            closing = matches!(m, Message::Close { .. });
+                            fw.push(m)?;
+                        }
                         Err(_) => break,
                     }
                 }
-                wr.write_all(&out).await?;
-                wr.flush().await?;
+                fw.write_to(&mut wr).await?;
+                if let Ok(mut s) = stats.lock() {
+                    *s = fw.stats();
+                }
                 if closing {
                     let _ = wr.shutdown().await;
                     return Ok(());
@@ -413,7 +432,6 @@ async fn run_connection<S>(
             }
         };
         let reader = async {
-            let mut buf = vec![0u8; 64 * 1024];
             loop {
                 while let Some(msg) = decoder.next_message()? {
                     match msg {
@@ -472,13 +490,16 @@ async fn run_connection<S>(
                         }
                     }
                 }
-                let n = tokio::time::timeout(crate::protocol::IDLE_TIMEOUT, rd.read(&mut buf))
-                    .await
-                    .map_err(|_| ConnError::Refused("idle timeout".into()))??;
+                let n = tokio::time::timeout(
+                    crate::protocol::IDLE_TIMEOUT,
+                    rd.read(decoder.read_buf()),
+                )
+                .await
+                .map_err(|_| ConnError::Refused("idle timeout".into()))??;
                 if n == 0 {
                     return Err(ConnError::ClosedByPeer("connection closed".into()));
                 }
-                decoder.push(&buf[..n]);
+                decoder.filled(n);
             }
         };
         tokio::pin!(writer);
@@ -502,10 +523,109 @@ async fn run_connection<S>(
         };
         conn.sync.fail_all();
         shared.unregister(&peer, serial, &reason);
-        info!(%reason, "disconnected");
+        let s = stats.lock().map(|s| *s).unwrap_or_default();
+        info!(
+            %reason,
+            version,
+            compressed_frames = s.frames,
+            compressed_saved_bytes = s.raw_bytes - s.sent_bytes,
+            "disconnected"
+        );
     }
     .instrument(span)
     .await
+}
+
+/// The batching of a connection's writer: frames made by a [`FrameEncoder`] and written
+/// with vectored writes, each block's data straight from its `Response` (not copied into
+/// the batch) unless it is compressed.
+pub struct FrameWriter {
+    enc: FrameEncoder,
+    out: Vec<u8>,
+    /// The block data that follows `out[..end]`, for each block sent as is, in order.
+    blocks: Vec<(usize, Vec<u8>)>,
+    queued: usize,
+    /// Block buffers already written, for [`Self::take_spare`]: at most `keep_spare`.
+    spare: Vec<Vec<u8>>,
+    keep_spare: usize,
+}
+
+impl FrameWriter {
+    /// For a connection on protocol `version` (the negotiated one).
+    pub fn new(version: u32) -> Self {
+        Self {
+            enc: FrameEncoder::new(version),
+            out: Vec::with_capacity(64 << 10),
+            blocks: Vec::new(),
+            queued: 0,
+            spare: Vec::new(),
+            keep_spare: 0,
+        }
+    }
+
+    /// Keep up to `n` written block buffers for [`Self::take_spare`] (none by default: the
+    /// service does not reuse them).
+    pub fn keep_spare(&mut self, n: usize) {
+        self.keep_spare = n;
+    }
+
+    /// Adds `msg` to the batch. A `Response` sent as is gives up its data buffer.
+    pub fn push(&mut self, msg: Message) -> Result<(), crate::protocol::ProtocolError> {
+        let before = self.out.len();
+        let split = self.enc.encode_split(&msg, &mut self.out)?;
+        self.queued += self.out.len() - before;
+        if split && let Message::Response(r) = msg {
+            self.queued += r.data.len();
+            self.blocks.push((self.out.len(), r.data));
+        }
+        Ok(())
+    }
+
+    /// Bytes in the batch.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Writes the batch, flushes, and empties it.
+    pub async fn write_to<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        let mut slices = Vec::with_capacity(2 * self.blocks.len() + 1);
+        let mut at = 0;
+        for (end, data) in &self.blocks {
+            slices.push(IoSlice::new(&self.out[at..*end]));
+            slices.push(IoSlice::new(data));
+            at = *end;
+        }
+        slices.push(IoSlice::new(&self.out[at..]));
+        let mut bufs = &mut slices[..];
+        IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            let n = wr.write_vectored(bufs).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        wr.flush().await?;
+        self.out.clear();
+        self.queued = 0;
+        for (_, data) in self.blocks.drain(..) {
+            if self.spare.len() < self.keep_spare {
+                self.spare.push(data);
+            }
+        }
+        Ok(())
+    }
+
+    /// A block buffer already written, to fill again (its length and bytes are the old
+    /// block's).
+    pub fn take_spare(&mut self) -> Option<Vec<u8>> {
+        self.spare.pop()
+    }
+
+    /// What compression did so far.
+    pub fn stats(&self) -> CompressionStats {
+        self.enc.stats()
+    }
 }
 
 /// Keeps one trusted device connected: dials its addresses with backoff while it is not

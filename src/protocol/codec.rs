@@ -72,6 +72,23 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// The length prefix of a byte string of `len` bytes whose bytes the caller sends
+    /// separately.
+    pub(crate) fn bytes_len(
+        &mut self,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    ) -> Result<(), ProtocolError> {
+        if len > max {
+            return Err(self.error(format!(
+                "{field} is {len} bytes, more than the limit of {max}"
+            )));
+        }
+        self.varint(len as u64);
+        Ok(())
+    }
+
     pub(crate) fn str(
         &mut self,
         field: &'static str,
@@ -234,6 +251,11 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(n as usize)
+    }
+
+    /// Everything left of the body.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
     }
 
     /// Checks that the whole body was read.

@@ -1,5 +1,5 @@
-//! The messages of protocol version 1 and their bodies' encodings (see "Messages" in the
-//! module docs for the byte layouts and the rules each field follows).
+//! The messages of the protocol (versions 1 and 2 share them) and their bodies' encodings
+//! (see "Messages" in the module docs for the byte layouts and the rules each field follows).
 
 use super::codec::{Reader, Writer};
 use super::wirefile::{MIN_FILE_LEN, decode_blocks, encode_blocks};
@@ -532,7 +532,7 @@ impl Message {
     }
 }
 
-fn response_code(r: &mut Reader<'_>) -> Result<ResponseCode, ProtocolError> {
+pub(crate) fn response_code(r: &mut Reader<'_>) -> Result<ResponseCode, ProtocolError> {
     let c = r.u8("response code")?;
     ResponseCode::from_code(c).ok_or_else(|| r.error(format!("response code {c} is unknown")))
 }

@@ -1,4 +1,4 @@
-//! The Shoal wire protocol, version 1: what devices say to each other, byte for byte.
+//! The Shoal wire protocol, version 2: what devices say to each other, byte for byte.
 //!
 //! This module owns the data types that travel between devices (file entries, version
 //! vectors, messages), their encoding, and the checks on what a peer sends. It must never
@@ -6,7 +6,10 @@
 //! it is tested with values alone. **These docs are the specification**: a compatible peer
 //! can be written from them.
 //!
-//! Public API in brief: [`encode`] and [`FrameDecoder`] (frames), [`Message`] and its
+//! Version 2 is version 1 plus compressed frames ([Compression](#compression-version-2));
+//! a version 2 device speaks version 1 to a version 1 peer.
+//!
+//! Public API in brief: [`encode`], [`FrameEncoder`] and [`FrameDecoder`] (frames), [`Message`] and its
 //! structs, [`Hello::negotiate`], [`WireFile`] with [`WireFile::from_file_info`] and
 //! [`WireFile::into_file_info`], [`diff_blocks`] / [`apply_edits`], [`IndexBatch`],
 //! [`block_list_parts`] / [`BlockListAssembler`], [`validate_name`], [`ProtocolError`].
@@ -43,16 +46,50 @@
 //!                     2 ..= MAX_FRAME_LEN (16 MiB); 2 ..= MAX_HELLO_FRAME_LEN (16 KiB)
 //!                     for the first frame of a connection
 //! 4       1           type: the message type (table below)
-//! 5       1           flags: bit 0 "body compressed" is reserved for a later version;
-//!                     version 1 defines no flag, so every bit must be 0
-//! 6       length - 2  body: the message's fields, in the order given below
+//! 5       1           flags: bit 0 FLAG_COMPRESSED, "the body is compressed" (version 2
+//!                     on, never on a Hello); every other bit, and bit 0 in version 1,
+//!                     must be 0
+//! 6       length - 2  body: the message's fields, in the order given below, or with
+//!                     bit 0 set their compressed form (see "Compression")
 //! ```
 //!
 //! A receiver checks, in this order and as soon as the bytes needed are there: the length
 //! against its limit (from the 4 length bytes alone, before buffering or allocating for
 //! the frame), `length >= 2`, the type, the flags, the Hello rules of the connection, then
-//! the body, which must decode exactly: a body that ends early or has bytes left over is
-//! an error (Hello alone may have bytes left over, see below).
+//! the body (expanded first if compressed), which must decode exactly: a body that ends
+//! early or has bytes left over is an error (Hello alone may have bytes left over, see
+//! below).
+//!
+//! # Compression (version 2)
+//!
+//! Once both sides speak version 2, any frame but the Hello may carry its body compressed
+//! with LZ4 (the block format, as in the reference `LZ4_compress_default`: no frame
+//! header, no checksum), marked by flag bit 0:
+//!
+//! ```text
+//! varint   size      the body's length once expanded: at most the type's limit below,
+//!                    and at most 255 × the bytes of `data` (LZ4's own bound)
+//! ...      data      the LZ4 block, which must expand to exactly `size` bytes
+//! ```
+//!
+//! The expanded body is then read as that message's body, with every rule of the
+//! uncompressed one. The limit on `size`: for a `Response`, [`MAX_BLOCK_SIZE`] + 14 (one
+//! block and its header); for any other type, [`MAX_FRAME_LEN`] − 2 (what an uncompressed
+//! frame can hold). A receiver checks `size` against both bounds before it allocates
+//! anything for it, so a small frame cannot make it allocate much (a decompression bomb);
+//! a `size` over a bound, data that does not expand, or expands to another size, is an
+//! error that closes the connection.
+//!
+//! Compressing is the sender's choice, frame by frame; a receiver speaking version 2 must
+//! accept either form of any frame but the Hello. Shoal's choice ([`FrameEncoder`]):
+//! bodies of at least [`frame::MIN_COMPRESS_LEN`] (256) bytes; for a body over 8 KiB, a
+//! 2 KiB window ([`frame::COMPRESS_SAMPLE_LEN`]) from its middle is compressed first and
+//! the body is tried only if that window shrinks to 95 % or less (so incompressible
+//! blocks, already compressed or encrypted files, cost about 1 µs each, some 40 ms per
+//! GiB, and nothing at the receiver); the compressed form is sent only if it is at most
+//! 90 % of the body. Blocks are
+//! verified (BLAKE3, size) on the expanded data, as before: compression changes nothing
+//! about what is written.
 //!
 //! # Values
 //!
@@ -90,14 +127,14 @@
 //!
 //! ## Hello (1)
 //! ```text
-//! varint32 protocol_version   the highest version the sender speaks (1)
+//! varint32 protocol_version   the highest version the sender speaks (2)
 //! string   device_name        the sender's name for itself
 //! string   client_name        "shoal"
 //! string   client_version     the program's version, e.g. "0.1.0"
 //! ```
 //! The one body that may carry bytes after its fields: a later version may append fields
 //! to Hello (and only to Hello), which a version 1 receiver ignores. Its frame is at most
-//! [`MAX_HELLO_FRAME_LEN`] bytes in every version.
+//! [`MAX_HELLO_FRAME_LEN`] bytes in every version, and never has a flag set.
 //!
 //! ## ClusterConfig (2)
 //! ```text
@@ -269,6 +306,14 @@
 //! anything its negotiated version does not define as an error. The frame header and the
 //! Hello body (bar appended fields) never change.
 //!
+//! | version | adds |
+//! |---|---|
+//! | 1 | everything in this document but compression |
+//! | 2 | flag bit 0, compressed bodies ([Compression](#compression-version-2)) |
+//!
+//! The TLS ALPN name stays `shoal/1`: it names the protocol family, whose version the
+//! Hello negotiates.
+//!
 //! # Limits
 //!
 //! | limit | value | on |
@@ -277,6 +322,8 @@
 //! | [`MAX_HELLO_FRAME_LEN`] | 16 KiB | the first frame of a connection |
 //! | [`MAX_STRING_LEN`] | 4096 bytes | every string |
 //! | [`MAX_BLOCK_SIZE`] | 128 KiB | a block, a request, a response's data |
+//! | [`max_body_len`] | 128 KiB + 14 / 16 MiB − 2 | a compressed body once expanded (`Response` / others) |
+//! | [`MAX_COMPRESSION_RATIO`] | 255 | a compressed body's size ÷ its LZ4 bytes |
 //! | [`MAX_INLINE_BLOCKS`] | 65,536 | blocks in one entry or one `BlockList` part |
 //! | [`MAX_BLOCKS_PER_FILE`] | 4,194,304 | blocks in one file's list |
 //! | [`MAX_VECTOR_COUNTERS`] | 4096 | counters in one version vector |
@@ -294,7 +341,8 @@
 //! # Errors
 //!
 //! Everything from a peer is untrusted. Any [`ProtocolError`] from the [`FrameDecoder`]
-//! (a frame over its limit, an unknown type or flag, a malformed body, Hello rules) closes
+//! (a frame over its limit, an unknown type or flag, a malformed or badly compressed
+//! body, Hello rules) closes
 //! that connection, and only that one; nothing a peer sends can make this module panic
 //! or allocate more than the bytes it sent justify. Errors of one entry
 //! ([`ProtocolError::InvalidName`], [`ProtocolError::InvalidEntry`]) skip that entry;
@@ -316,7 +364,10 @@ pub use diff::{BlockEdit, apply_edits, diff_blocks};
 pub use file::{BlockHash, BlockInfo, FileInfo, FileType};
 #[cfg(test)]
 pub(crate) use frame::decode_message;
-pub use frame::{FLAG_COMPRESSED, FRAME_HEADER_LEN, FrameDecoder, encode};
+pub use frame::{
+    COMPRESSION_VERSION, CompressionStats, FLAG_COMPRESSED, FRAME_HEADER_LEN, FrameDecoder,
+    FrameEncoder, MAX_COMPRESSION_RATIO, encode, max_body_len,
+};
 pub use message::{
     BlockList, BlockListAssembler, BlockListRequest, ClusterConfig, ClusterDevice, ClusterFolder,
     Hello, Index, Message, MessageType, Request, Response, ResponseCode, block_list_parts,
@@ -329,8 +380,8 @@ pub use wirefile::{IndexBatch, WireBlocks, WireFile};
 use std::time::Duration;
 
 /// The protocol version this build speaks (the highest).
-pub const PROTOCOL_VERSION: u32 = 1;
-/// The lowest version this build still speaks.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The lowest version this build still speaks (version 1: no compression).
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest frame, counting the type, flags and body (not the 4 length bytes).
@@ -390,7 +441,7 @@ pub enum ProtocolError {
     FrameTooLarge { len: u32, max: u32 },
     #[error("the peer announced a frame of {len} bytes, too short for its type and flags")]
     FrameTooShort { len: u32 },
-    #[error("the peer sent message type {0}, which protocol version 1 does not define")]
+    #[error("the peer sent message type {0}, which this protocol version does not define")]
     UnknownMessageType(u8),
     #[error(
         "the peer sent a {message} with flags {flags:#04x}, which this version does not define"

@@ -12,8 +12,9 @@ use shoal::identity::{DeviceId, Identity, ShortId};
 use shoal::net::tls::TlsConfigs;
 use shoal::protocol::file::blocks_hash;
 use shoal::protocol::{
-    BlockHash, BlockInfo, BlockList, BlockListRequest, ClusterConfig, ClusterDevice, ClusterFolder,
-    Counter, FileType, FrameDecoder, Hello, Index, MAX_FRAME_LEN, Message, Request, Response,
+    BlockHash, BlockInfo, BlockList, BlockListRequest, COMPRESSION_VERSION, ClusterConfig,
+    ClusterDevice, ClusterFolder, Counter, FLAG_COMPRESSED, FileType, FrameDecoder, FrameEncoder,
+    Hello, Index, MAX_BLOCK_SIZE, MAX_FRAME_LEN, Message, PROTOCOL_VERSION, Request, Response,
     ResponseCode, Vector, WireBlocks, WireFile, encode,
 };
 use std::collections::{BTreeSet, HashMap};
@@ -83,8 +84,16 @@ impl TestPeer {
     /// Dials `addr`: TLS, then the Hello exchange. The connection then runs in the
     /// background until the service closes it or the [`Conn`] is dropped.
     pub(crate) fn connect(&self, addr: SocketAddr) -> Conn {
+        self.connect_as(addr, PROTOCOL_VERSION)
+    }
+
+    /// [`Self::connect`], announcing protocol `version` in the Hello (an older peer).
+    fn connect_as(&self, addr: SocketAddr, version: u32) -> Conn {
         let connector = tokio_rustls::TlsConnector::from(self.tls.client.clone());
-        let hello = frame(&Message::Hello(Hello::ours(self.name.clone())));
+        let hello = frame(&Message::Hello(Hello {
+            protocol_version: version,
+            ..Hello::ours(self.name.clone())
+        }));
         let (stream, decoder) = self.rt.block_on(async move {
             tokio::time::timeout(Duration::from_secs(10), async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -97,7 +106,11 @@ impl TestPeer {
                 let mut buf = vec![0u8; 16 << 10];
                 loop {
                     match decoder.next_message().expect("the service's Hello decodes") {
-                        Some(Message::Hello(_)) => break,
+                        Some(Message::Hello(h)) => {
+                            // The version both speak decides which flags are accepted.
+                            decoder.set_version(h.protocol_version.min(version));
+                            break;
+                        }
                         Some(other) => panic!("the service's first message: {other:?}"),
                         None => {}
                     }
@@ -126,7 +139,6 @@ impl TestPeer {
             let (state, answer, out) = (state.clone(), answer.clone(), out.clone());
             async move {
                 let mut decoder = decoder;
-                let mut buf = vec![0u8; 64 << 10];
                 let why = 'conn: loop {
                     loop {
                         match decoder.next_message() {
@@ -137,9 +149,12 @@ impl TestPeer {
                             }
                         }
                     }
-                    match rd.read(&mut buf).await {
+                    match rd.read(decoder.read_buf()).await {
                         Ok(0) => break "end of stream".to_string(),
-                        Ok(n) => decoder.push(&buf[..n]),
+                        Ok(n) => {
+                            decoder.filled(n);
+                            lock(&state).bytes_in += n as u64;
+                        }
                         Err(e) => break format!("read error: {e}"),
                     }
                 };
@@ -163,6 +178,8 @@ struct ConnState {
     received: Vec<Message>,
     /// Why the connection ended (a `Close`, the end of the stream, an error), once it has.
     closed: Option<String>,
+    /// Bytes of frames received (inside TLS), the Hello's excluded.
+    bytes_in: u64,
 }
 
 /// Records a message from the service; answers it if it is a block request.
@@ -232,6 +249,10 @@ impl Conn {
 
     fn received(&self) -> Vec<Message> {
         lock(&self.state).received.clone()
+    }
+
+    fn bytes_in(&self) -> u64 {
+        lock(&self.state).bytes_in
     }
 
     /// The block requests the service has sent us.
@@ -890,7 +911,27 @@ fn a_giant_or_malformed_frame_closes_only_that_connection() {
         ),
         ("garbage bytes", noise(4096, 3)),
         ("an unknown message type", vec![0, 0, 0, 2, 200, 0]),
-        ("a reserved flag", vec![0, 0, 0, 2, 8, 1]),
+        ("a reserved flag", vec![0, 0, 0, 2, 8, 0x80]),
+        (
+            "a compressed Ping with no body",
+            vec![0, 0, 0, 2, 8, FLAG_COMPRESSED],
+        ),
+        (
+            "a decompression bomb: 12 bytes that claim 16 MiB",
+            compressed_frame(3, u64::from(MAX_FRAME_LEN - 2), &[0x1f; 10]),
+        ),
+        (
+            "a compressed Response that claims more than a block",
+            compressed_frame(5, u64::from(MAX_BLOCK_SIZE) * 2, &[0; 4000]),
+        ),
+        (
+            "a compressed body of another size than it claims",
+            compressed_frame(2, 999, &lz4_flex::block::compress(&[0; 1000])),
+        ),
+        (
+            "a compressed body that does not decompress",
+            compressed_frame(3, 500, &noise(300, 5)),
+        ),
         ("a frame too short for its type", vec![0, 0, 0, 1, 8]),
         ("a Ping with a body", vec![0, 0, 0, 3, 8, 0, 0]),
         ("a body that ends early", truncated),
@@ -936,6 +977,109 @@ fn a_giant_or_malformed_frame_closes_only_that_connection() {
     );
     let r = other.request_block("f", "hello.txt", 0, hello);
     assert_eq!((r.code, r.data.as_slice()), (ResponseCode::Ok, &hello[..]));
+    assert_alive(&d, &mut s);
+}
+
+/// A compressed frame of message type `kind` whose body claims to expand to `raw` bytes
+/// and carries `lz` as its LZ4 data.
+fn compressed_frame(kind: u8, raw: u64, lz: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut v = raw;
+    while v >= 0x80 {
+        body.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    body.push(v as u8);
+    body.extend_from_slice(lz);
+    let mut f = ((body.len() + 2) as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(&[kind, FLAG_COMPRESSED]);
+    f.extend_from_slice(&body);
+    f
+}
+
+/// Text that compresses well, about as C headers do.
+fn text_of(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 100);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(
+            format!("#define SHOAL_TEST_CONSTANT_{i} ({i} << 3) /* value number {i} */\n")
+                .as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn blocks_travel_compressed_to_a_new_peer_and_plain_to_an_old_one() {
+    let new = TestPeer::new("new");
+    let old = TestPeer::new("old");
+    let d = device_sharing_with(&[&new, &old]);
+    let text = text_of(100_000);
+    let random = noise(100_000, 11);
+    std::fs::write(d.path("f/text.h"), &text).expect("write");
+    std::fs::write(d.path("f/random.bin"), &random).expect("write");
+    let mut s = d.serve();
+    let addr: SocketAddr = d.listen_addr().parse().expect("listen address");
+
+    // The service's index comes first; the counts below are of block answers alone.
+    let indexed = |conn: &Conn| {
+        let got = wait_until(TIMEOUT, || {
+            conn.received()
+                .iter()
+                .any(|m| matches!(m, Message::Index(i) if i.last && i.files.len() == 2))
+        });
+        assert!(got, "the service's index of both files arrives");
+    };
+    // Version 2: the text block comes compressed, the random one as it is; both whole.
+    let conn = join(&d, &new, &["f"]);
+    indexed(&conn);
+    let before = conn.bytes_in();
+    let r = conn.request_block("f", "text.h", 0, &text);
+    assert_eq!((r.code, r.data == text), (ResponseCode::Ok, true));
+    let text_bytes = conn.bytes_in() - before;
+    assert!(
+        text_bytes < 50_000,
+        "100,000 bytes of text took {text_bytes} bytes on the wire"
+    );
+    let before = conn.bytes_in();
+    let r = conn.request_block("f", "random.bin", 0, &random);
+    assert_eq!((r.code, r.data == random), (ResponseCode::Ok, true));
+    let random_bytes = conn.bytes_in() - before;
+    assert!(
+        (100_000..100_100).contains(&random_bytes),
+        "100,000 random bytes took {random_bytes} bytes on the wire"
+    );
+    drop(conn);
+
+    // Version 1: the same text block, uncompressed (a version 1 decoder refuses the flag,
+    // so a compressed frame would close the connection).
+    let conn = old.connect_as(addr, 1);
+    assert!(wait_until(TIMEOUT, || d.connected_to(&old.id())));
+    conn.send(&cluster_config(&d, &old, &["f"]));
+    indexed(&conn);
+    let before = conn.bytes_in();
+    let r = conn.request_block("f", "text.h", 0, &text);
+    assert_eq!((r.code, r.data == text), (ResponseCode::Ok, true));
+    assert!(conn.bytes_in() - before >= 100_000);
+    assert_eq!(conn.closed(), None);
+
+    // The service takes compressed frames from a version 2 peer: a compressed Index.
+    let conn = join(&d, &new, &["f"]);
+    let c = Content::new(text_of(200_000), 64 << 10);
+    conn.answer_with(serving(&[&c]));
+    let mut bytes = Vec::new();
+    FrameEncoder::new(COMPRESSION_VERSION)
+        .encode(
+            &index("f", vec![file_entry(&new, "from-peer.h", 1, &c, 0o644)]),
+            &mut bytes,
+        )
+        .expect("encodes");
+    conn.send_raw(bytes);
+    assert_appears(&d.path("f/from-peer.h"), &c.data, &s);
+    assert_eq!(conn.closed(), None);
     assert_alive(&d, &mut s);
 }
 
