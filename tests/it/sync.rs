@@ -386,3 +386,33 @@ fn an_edit_against_a_delete_keeps_the_edit() {
     );
     assert!(conflict_copies(&p.a.path("f")).is_empty());
 }
+
+/// B's watcher drops the events of its own puller's renames (src/sync/watch.rs); a user's
+/// edit of a file right after the pull put it in place must still reach A. The edits keep
+/// the size and happen the moment the pulled content shows, so only the watcher (not a
+/// periodic scan: the default interval is an hour) can find them in time.
+#[test]
+fn an_edit_right_after_a_pull_is_not_mistaken_for_the_pull() {
+    let p = sync_pair();
+    let (fa, fb) = (p.a.path("f"), p.b.path("f"));
+    std::fs::create_dir_all(fa.join("d")).expect("mkdir");
+    for i in 0..5 {
+        let name = format!("d/f{i}");
+        std::fs::write(fa.join(&name), format!("from A {i}")).expect("write");
+        let pulled = wait_until(Duration::from_secs(20), || {
+            std::fs::read(fb.join(&name)).is_ok_and(|d| d == format!("from A {i}").as_bytes())
+        });
+        assert!(pulled, "{name} not pulled:\n{}", p.sb.log());
+        // At once, same size: a user saving over the file that just arrived.
+        std::fs::write(fb.join(&name), format!("from B {i}")).expect("write");
+        let back = wait_until(Duration::from_secs(20), || {
+            std::fs::read(fa.join(&name)).is_ok_and(|d| d == format!("from B {i}").as_bytes())
+        });
+        assert!(
+            back,
+            "B's edit of {name} never reached A:\nB log:\n{}",
+            p.sb.log()
+        );
+    }
+    assert_converges(&p, "both hold B's edits");
+}
