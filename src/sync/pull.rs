@@ -145,6 +145,8 @@ pub fn pull_batch(
     });
     let config = shared.config();
     let mut work: Vec<(FileInfo, Option<FileInfo>, DeviceId)> = Vec::new();
+    // One read transaction for all the lookups of the batch's names.
+    let snapshot = reader.snapshot().ok();
     for name in names {
         let local = match reader.get_local(&folder.id, &name) {
             Ok(l) => l,
@@ -222,6 +224,7 @@ pub fn pull_batch(
             Need::Pull => work.push((remote, local, dev)),
         }
     }
+    drop(snapshot);
     let need_of = |w: &[(FileInfo, Option<FileInfo>, DeviceId)]| {
         w.iter()
             .filter(|(r, _, _)| !r.deleted && r.file_type == FileType::File)
@@ -263,6 +266,8 @@ pub fn pull_batch(
             )
         })
         .collect();
+    // Lookups of local blocks share a read transaction, ended while blocks are fetched.
+    let mut snapshot = reader.snapshot().ok();
     for (remote, local, dev) in updates.into_iter().chain(deletions) {
         let name = remote.name.clone();
         if !disk_matches(&fs, local.as_ref(), &name) {
@@ -310,7 +315,9 @@ pub fn pull_batch(
                     .map(|p| {
                         group.push(p);
                         if group.len() >= GROUP_FILES {
+                            drop(snapshot.take());
                             fetch_group(shared, folder, &mut group, &mut ready, &mut report);
+                            snapshot = reader.snapshot().ok();
                         }
                     })
                 }
@@ -321,6 +328,7 @@ pub fn pull_batch(
             report.failed.push((name, e.to_string()));
         }
     }
+    drop(snapshot);
     fetch_group(shared, folder, &mut group, &mut ready, &mut report);
     // One durability point for the whole batch, then the renames (invariant 1: a file in
     // place is always complete and durable).
