@@ -320,7 +320,7 @@ mod tests {
         fs.mkdir("d", 0o755).expect("mkdir");
         fs.open_temp("d/z").expect("temp");
         fs.open_temp("e/w").expect("temp");
-        assert!(fs.remove_dir("e").expect("rmdir") == false);
+        assert!(!fs.remove_dir("e").expect("rmdir"));
         assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 0);
         assert!(root.path().join("d/.shoal-tmp-z").exists());
         assert!(root.path().join("e/.shoal-tmp-x").exists());

@@ -17,6 +17,7 @@ pub mod conflict;
 pub mod fsops;
 pub mod index;
 pub mod pull;
+pub mod reuse;
 pub mod serve;
 pub mod versions;
 pub mod watch;

@@ -308,7 +308,7 @@ pub fn pull_batch(
                         &config,
                         &reader,
                         &mut folder_fs,
-                        &remote,
+                        (&remote, local.as_ref()),
                         dev,
                         &mut report,
                     )
@@ -467,21 +467,22 @@ struct Prepared {
     device: DeviceId,
 }
 
-/// Opens the temp file for `remote` and fills in what is already there (a resumed pull)
-/// and what local files hold; lists the rest.
+/// Opens the temp file for `remote` and fills in what is already there (a resumed pull),
+/// what its `previous` local version holds (the caller checked it against the disk) and
+/// what other local files hold; lists the rest.
 fn prepare(
     fs: &FolderFs,
     config: &crate::config::Config,
     reader: &Reader,
     folder_fs: &mut HashMap<String, Option<FolderFs>>,
-    remote: &FileInfo,
+    (remote, previous): (&FileInfo, Option<&FileInfo>),
     device: DeviceId,
     report: &mut PullReport,
 ) -> io::Result<Prepared> {
     let (file, temp) = fs.open_temp(&remote.name)?;
     let existing = file.metadata()?.len();
     let mut buf = Vec::new();
-    let mut missing: Vec<(u64, BlockInfo)> = Vec::new();
+    let mut todo: Vec<(u64, BlockInfo)> = Vec::new();
     let mut offset = 0u64;
     for b in &remote.blocks {
         let here = offset;
@@ -493,12 +494,19 @@ fn prepare(
                 continue;
             }
         }
+        todo.push((here, *b));
+    }
+    // The file's own previous version first: copied in the kernel, verified in the temp.
+    let (todo, reused) = super::reuse::from_previous(fs, previous, &file, todo);
+    report.bytes_reused += reused;
+    let mut missing: Vec<(u64, BlockInfo)> = Vec::new();
+    for (here, b) in todo {
         if let Some(data) = local_block(config, reader, folder_fs, &b.hash, b.size) {
             file.write_all_at(&data, here)?;
             report.bytes_reused += u64::from(b.size);
             continue;
         }
-        missing.push((here, *b));
+        missing.push((here, b));
     }
     Ok(Prepared {
         remote: remote.clone(),
