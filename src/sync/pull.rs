@@ -248,7 +248,12 @@ pub fn pull_batch(
     updates.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let mut ready = Vec::new();
     let mut done: Vec<LocalChange> = Vec::new();
-    let mut folder_fs: HashMap<String, Option<FolderFs>> = HashMap::new();
+    let mut sources = Sources {
+        config: &config,
+        reader: &reader,
+        folder_fs: HashMap::new(),
+        fetched: HashMap::new(),
+    };
     let mut group: Vec<Prepared> = Vec::new();
     // Content deleted in this batch, by block-list hash: candidates for a rename.
     let mut renames: HashMap<BlockHash, String> = deletions
@@ -305,9 +310,7 @@ pub fn pull_batch(
                 } else {
                     prepare(
                         &fs,
-                        &config,
-                        &reader,
-                        &mut folder_fs,
+                        &mut sources,
                         (&remote, local.as_ref()),
                         dev,
                         &mut report,
@@ -316,7 +319,14 @@ pub fn pull_batch(
                         group.push(p);
                         if group.len() >= GROUP_FILES {
                             drop(snapshot.take());
-                            fetch_group(shared, folder, &mut group, &mut ready, &mut report);
+                            fetch_group(
+                                shared,
+                                folder,
+                                &mut group,
+                                &mut ready,
+                                &mut sources.fetched,
+                                &mut report,
+                            );
                             snapshot = reader.snapshot().ok();
                         }
                     })
@@ -329,7 +339,14 @@ pub fn pull_batch(
         }
     }
     drop(snapshot);
-    fetch_group(shared, folder, &mut group, &mut ready, &mut report);
+    fetch_group(
+        shared,
+        folder,
+        &mut group,
+        &mut ready,
+        &mut sources.fetched,
+        &mut report,
+    );
     // One durability point for the whole batch, then the renames (invariant 1: a file in
     // place is always complete and durable).
     if !ready.is_empty() {
@@ -458,6 +475,28 @@ fn delete(
 /// small files cost one round trip per window, not one each.
 const GROUP_FILES: usize = 256;
 
+/// Where blocks can come from locally while a batch is pulled.
+struct Sources<'a> {
+    config: &'a crate::config::Config,
+    reader: &'a Reader,
+    /// Other folders' roots, opened when one of their files holds a block we need.
+    folder_fs: HashMap<String, Option<FolderFs>>,
+    /// Blocks received from peers in this batch: the temp file (of this folder) holding
+    /// each and where. Files pulled together often share blocks (copies of one file in
+    /// several places); each is then requested once, later files read it from the earlier
+    /// one's temp file (verified, as every local block).
+    fetched: HashMap<BlockHash, (String, u64)>,
+}
+
+impl Sources<'_> {
+    fn fetched_block(&self, fs: &FolderFs, b: &BlockInfo) -> Option<Vec<u8>> {
+        let (temp, off) = self.fetched.get(&b.hash)?;
+        let f = fs.open_read(temp).ok()?;
+        let mut data = vec![0u8; b.size as usize];
+        (f.read_exact_at(&mut data, *off).is_ok() && BlockHash::of(&data) == b.hash).then_some(data)
+    }
+}
+
 /// A file whose temp file is open, with the blocks still to fetch from a peer.
 struct Prepared {
     remote: FileInfo,
@@ -472,9 +511,7 @@ struct Prepared {
 /// what other local files hold; lists the rest.
 fn prepare(
     fs: &FolderFs,
-    config: &crate::config::Config,
-    reader: &Reader,
-    folder_fs: &mut HashMap<String, Option<FolderFs>>,
+    sources: &mut Sources<'_>,
     (remote, previous): (&FileInfo, Option<&FileInfo>),
     device: DeviceId,
     report: &mut PullReport,
@@ -501,7 +538,16 @@ fn prepare(
     report.bytes_reused += reused;
     let mut missing: Vec<(u64, BlockInfo)> = Vec::new();
     for (here, b) in todo {
-        if let Some(data) = local_block(config, reader, folder_fs, &b.hash, b.size) {
+        let data = sources.fetched_block(fs, &b).or_else(|| {
+            local_block(
+                sources.config,
+                sources.reader,
+                &mut sources.folder_fs,
+                &b.hash,
+                b.size,
+            )
+        });
+        if let Some(data) = data {
             file.write_all_at(&data, here)?;
             report.bytes_reused += u64::from(b.size);
             continue;
@@ -549,6 +595,7 @@ fn fetch_group(
     folder: &FolderConfig,
     group: &mut Vec<Prepared>,
     ready: &mut Vec<Ready>,
+    fetched: &mut HashMap<BlockHash, (String, u64)>,
     report: &mut PullReport,
 ) {
     let Ok(fs) = FolderFs::open(&folder.path) else {
@@ -561,9 +608,17 @@ fn fetch_group(
     };
     let mut failed: HashMap<usize, String> = HashMap::new();
     let mut queue: VecDeque<(usize, u64, BlockInfo, u32)> = VecDeque::new();
+    // A block needed at several places is requested once; the other places wait for it.
+    let mut also: HashMap<BlockHash, Vec<(usize, u64)>> = HashMap::new();
     for (i, p) in group.iter().enumerate() {
         for (off, b) in &p.missing {
-            queue.push_back((i, *off, *b, 0));
+            match also.entry(b.hash) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push((i, *off)),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Vec::new());
+                    queue.push_back((i, *off, *b, 0));
+                }
+            }
         }
     }
     type Waiting = (
@@ -630,10 +685,16 @@ fn fetch_group(
             && resp.data.len() == b.size as usize
             && BlockHash::of(&resp.data) == b.hash;
         if good {
-            if let Err(e) = p.file.write_all_at(&resp.data, off) {
-                failed.insert(i, e.to_string());
-            }
             report.bytes_from_peers += u64::from(b.size);
+            let waiting = also.remove(&b.hash).unwrap_or_default();
+            for (j, o) in std::iter::once((i, off)).chain(waiting) {
+                if let Err(e) = group[j].file.write_all_at(&resp.data, o) {
+                    failed.insert(j, e.to_string());
+                } else if j != i {
+                    report.bytes_reused += u64::from(b.size);
+                }
+            }
+            fetched.insert(b.hash, (p.temp.clone(), off));
             continue;
         }
         if resp.code == ResponseCode::Ok {
@@ -645,13 +706,23 @@ fn fetch_group(
         if retry {
             queue.push_back((i, off, b, tries + 1));
         } else {
-            failed.insert(
-                i,
-                format!(
-                    "the device could not supply the block at offset {off} ({:?})",
-                    resp.code
-                ),
+            let why = format!(
+                "the device could not supply the block at offset {off} ({:?})",
+                resp.code
             );
+            for (j, _) in also.remove(&b.hash).unwrap_or_default() {
+                failed.insert(j, why.clone());
+            }
+            failed.insert(i, why);
+        }
+    }
+    // Places still waiting for a block whose request failed or was never made: their
+    // files are incomplete.
+    for (_, waiting) in also {
+        for (j, _) in waiting {
+            failed
+                .entry(j)
+                .or_insert_with(|| "a block could not be fetched".into());
         }
     }
     for (i, p) in group.drain(..).enumerate() {

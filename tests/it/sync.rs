@@ -416,3 +416,28 @@ fn an_edit_right_after_a_pull_is_not_mistaken_for_the_pull() {
     }
     assert_converges(&p, "both hold B's edits");
 }
+
+/// Files pulled together that share blocks (copies of one file in several directories)
+/// cost the shared blocks once on the wire.
+#[test]
+fn copies_pulled_together_are_fetched_once() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    let data = noise(4 << 20, 21);
+    // Written beside the folder, then moved in at once: one scan, one batch on B.
+    let stage = p.a.path("stage");
+    for d in ["a", "b", "c"] {
+        std::fs::create_dir_all(stage.join(d)).expect("mkdir");
+        std::fs::write(stage.join(d).join("copy.bin"), &data).expect("write");
+    }
+    let before = b_in(&p);
+    for d in ["a", "b", "c"] {
+        std::fs::rename(stage.join(d), fa.join(d)).expect("mv");
+    }
+    assert_converges(&p, "three copies arrive");
+    let cost = b_in(&p) - before;
+    assert!(
+        cost < 6 << 20,
+        "three copies of 4 MiB cost {cost} bytes on the wire"
+    );
+}
