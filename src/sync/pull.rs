@@ -115,6 +115,8 @@ pub fn pull_batch(
     mut names: Vec<String>,
 ) -> PullReport {
     let mut report = PullReport::default();
+    // Where a batch's time goes, for `SHOAL_LOG=shoal::sync::pull=debug`.
+    let t0 = std::time::Instant::now();
     let fs = match FolderFs::open(&folder.path) {
         Ok(fs) => fs,
         Err(e) => {
@@ -225,6 +227,7 @@ pub fn pull_batch(
         }
     }
     drop(snapshot);
+    let t_decided = t0.elapsed();
     let need_of = |w: &[(FileInfo, Option<FileInfo>, DeviceId)]| {
         w.iter()
             .filter(|(r, _, _)| !r.deleted && r.file_type == FileType::File)
@@ -347,6 +350,8 @@ pub fn pull_batch(
         &mut sources.fetched,
         &mut report,
     );
+    let t_fetched = t0.elapsed();
+    let mut t_synced = t_fetched;
     // One durability point for the whole batch, then the renames (invariant 1: a file in
     // place is always complete and durable).
     if !ready.is_empty() {
@@ -365,6 +370,7 @@ pub fn pull_batch(
                     .push((r.remote.name, format!("sync failed: {e}")));
             }
         }
+        t_synced = t0.elapsed();
         for r in ready {
             let name = r.remote.name.clone();
             // The file being replaced goes to .shoal/versions/ when versioning is on.
@@ -385,12 +391,23 @@ pub fn pull_batch(
         .filter_map(|n| sizes.get(n))
         .fold((0u64, 0u64), |(n, b), s| (n + 1, b + s));
     shared.set_need(&folder.id, left.0, left.1);
+    let t_renamed = t0.elapsed();
     if !done.is_empty() {
         match shared.db.apply_pulled(&folder.id, done) {
             Ok(applied) => report.applied.extend(applied),
             Err(e) => warn!(error = %e, "cannot record pulled files"),
         }
     }
+    debug!(
+        folder = %folder.id,
+        files = report.applied.len(),
+        decided = ?t_decided,
+        fetched = ?t_fetched,
+        synced = ?t_synced,
+        renamed = ?t_renamed,
+        recorded = ?t0.elapsed(),
+        "pull batch timings (cumulative)"
+    );
     report
 }
 

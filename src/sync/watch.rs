@@ -235,6 +235,15 @@ impl Watcher {
             let events: Vec<(WatchDescriptor, EventMask, u32, Option<String>)> =
                 match self.inotify.read_events(&mut buf) {
                     Ok(evs) => evs
+                        // Our temp files' own events are most of what a pull causes: drop
+                        // them before any allocation (a move away from one is kept: its
+                        // cookie marks the rename into place as ours).
+                        .filter(|e| {
+                            e.mask.contains(EventMask::MOVED_FROM)
+                                || !e.name.is_some_and(|n| {
+                                    n.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes())
+                                })
+                        })
                         .map(|e| {
                             // A name that is not UTF-8 is never indexed; its directory is
                             // rescanned so the scan reports it.
