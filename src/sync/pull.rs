@@ -25,7 +25,7 @@ use crate::service::Shared;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tracing::{debug, warn};
 
 /// What to do about one remote entry, given ours.
@@ -251,11 +251,12 @@ pub fn pull_batch(
     updates.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let mut ready = Vec::new();
     let mut done: Vec<LocalChange> = Vec::new();
+    let fetched: Arc<Fetched> = Arc::default();
     let mut sources = Sources {
         config: &config,
         reader: &reader,
         folder_fs: HashMap::new(),
-        fetched: HashMap::new(),
+        fetched: &fetched,
     };
     let mut group: Vec<Prepared> = Vec::new();
     // Content deleted in this batch, by block-list hash: candidates for a rename.
@@ -274,7 +275,11 @@ pub fn pull_batch(
             )
         })
         .collect();
-    // Lookups of local blocks share a read transaction, ended while blocks are fetched.
+    // Groups of files are prepared here (temp files opened, local blocks copied) while the
+    // previous group's blocks are fetched on a second thread: the peer serves while we
+    // write, instead of each side waiting for the other.
+    let (gtx, fetcher) = start_fetcher(shared, folder, &fetched);
+    // Lookups of local blocks share a read transaction, renewed per group.
     let mut snapshot = reader.snapshot().ok();
     for (remote, local, dev) in updates.into_iter().chain(deletions) {
         let name = remote.name.clone();
@@ -322,14 +327,7 @@ pub fn pull_batch(
                         group.push(p);
                         if group.len() >= GROUP_FILES {
                             drop(snapshot.take());
-                            fetch_group(
-                                shared,
-                                folder,
-                                &mut group,
-                                &mut ready,
-                                &mut sources.fetched,
-                                &mut report,
-                            );
+                            hand_over(&gtx, std::mem::take(&mut group), &mut report);
                             snapshot = reader.snapshot().ok();
                         }
                     })
@@ -342,14 +340,19 @@ pub fn pull_batch(
         }
     }
     drop(snapshot);
-    fetch_group(
-        shared,
-        folder,
-        &mut group,
-        &mut ready,
-        &mut sources.fetched,
-        &mut report,
-    );
+    hand_over(&gtx, std::mem::take(&mut group), &mut report);
+    drop(gtx);
+    match fetcher.join() {
+        Ok((r, f)) => {
+            ready.extend(r);
+            report.failed.extend(f.failed);
+            report.bad_blocks += f.bad_blocks;
+            report.bytes_from_peers += f.bytes_from_peers;
+            report.bytes_reused += f.bytes_reused;
+        }
+        // Not expected (nothing there panics): what it held is pulled again next time.
+        Err(_) => warn!(folder = %folder.id, "the fetching thread stopped"),
+    }
     let t_fetched = t0.elapsed();
     let mut t_synced = t_fetched;
     // One durability point for the whole batch, then the renames (invariant 1: a file in
@@ -490,7 +493,7 @@ fn delete(
 
 /// Files assembled together: their missing blocks are requested in one pipeline, so many
 /// small files cost one round trip per window, not one each.
-const GROUP_FILES: usize = 256;
+const GROUP_FILES: usize = 128;
 
 /// Where blocks can come from locally while a batch is pulled.
 struct Sources<'a> {
@@ -502,15 +505,67 @@ struct Sources<'a> {
     /// each and where. Files pulled together often share blocks (copies of one file in
     /// several places); each is then requested once, later files read it from the earlier
     /// one's temp file (verified, as every local block).
-    fetched: HashMap<BlockHash, (String, u64)>,
+    fetched: &'a Fetched,
 }
+
+/// Blocks fetched in this batch: hash → (temp file, offset).
+type Fetched = Mutex<HashMap<BlockHash, (String, u64)>>;
 
 impl Sources<'_> {
     fn fetched_block(&self, fs: &FolderFs, b: &BlockInfo) -> Option<Vec<u8>> {
-        let (temp, off) = self.fetched.get(&b.hash)?;
-        let f = fs.open_read(temp).ok()?;
+        let (temp, off) = self
+            .fetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&b.hash)
+            .cloned()?;
+        let f = fs.open_read(&temp).ok()?;
         let mut data = vec![0u8; b.size as usize];
-        (f.read_exact_at(&mut data, *off).is_ok() && BlockHash::of(&data) == b.hash).then_some(data)
+        (f.read_exact_at(&mut data, off).is_ok() && BlockHash::of(&data) == b.hash).then_some(data)
+    }
+}
+
+type FetcherResult = (Vec<Ready>, PullReport);
+
+/// The thread that fetches the groups handed to it, one after the other; it ends when the
+/// sender is dropped and returns the files made complete and its part of the report.
+fn start_fetcher(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    fetched: &Arc<Fetched>,
+) -> (
+    crossbeam_channel::Sender<Vec<Prepared>>,
+    std::thread::JoinHandle<FetcherResult>,
+) {
+    // Rendezvous: at most one group waits while another is fetched (open files bounded).
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Prepared>>(0);
+    let (shared, folder, fetched) = (shared.clone(), folder.clone(), fetched.clone());
+    let handle = std::thread::spawn(move || {
+        let mut ready = Vec::new();
+        let mut report = PullReport::default();
+        for mut g in rx {
+            fetch_group(&shared, &folder, &mut g, &mut ready, &fetched, &mut report);
+        }
+        (ready, report)
+    });
+    (tx, handle)
+}
+
+/// Gives a prepared group to the fetching thread (waiting until it takes it).
+fn hand_over(
+    tx: &crossbeam_channel::Sender<Vec<Prepared>>,
+    group: Vec<Prepared>,
+    report: &mut PullReport,
+) {
+    if group.is_empty() {
+        return;
+    }
+    if let Err(e) = tx.send(group) {
+        for p in e.into_inner() {
+            report
+                .failed
+                .push((p.remote.name, "the fetching thread stopped".into()));
+        }
     }
 }
 
@@ -612,7 +667,7 @@ fn fetch_group(
     folder: &FolderConfig,
     group: &mut Vec<Prepared>,
     ready: &mut Vec<Ready>,
-    fetched: &mut HashMap<BlockHash, (String, u64)>,
+    fetched: &Fetched,
     report: &mut PullReport,
 ) {
     let Ok(fs) = FolderFs::open(&folder.path) else {
@@ -711,7 +766,10 @@ fn fetch_group(
                     report.bytes_reused += u64::from(b.size);
                 }
             }
-            fetched.insert(b.hash, (p.temp.clone(), off));
+            fetched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(b.hash, (p.temp.clone(), off));
             continue;
         }
         if resp.code == ResponseCode::Ok {
