@@ -19,8 +19,13 @@
 //!    invariant 2 (no block is used without checking its hash) holds for copied blocks as
 //!    for received ones.
 //!
-//! The cost per reused byte is thus one in-kernel copy plus one read and a BLAKE3 pass,
-//! against a read, a hash and a write before, and no per-block query or open.
+//! A run shifted within a page (bytes were inserted or removed before it) is instead read
+//! into a buffer, each block verified there and the verified bytes written: on a file
+//! system without reflinks the kernel's copy would write each destination page in two
+//! pieces, and the buffer's bytes are the very bytes written, so no read-back is needed.
+//!
+//! The cost per reused byte is thus one in-kernel copy plus one read and a BLAKE3 pass (or
+//! a read, a BLAKE3 pass and a write), with no per-block query or open as before.
 
 use super::fsops::FolderFs;
 use crate::protocol::{BlockHash, BlockInfo, FileInfo, FileType};
@@ -32,6 +37,12 @@ use std::os::unix::fs::FileExt;
 
 /// Most bytes read back at once to verify copied blocks.
 const VERIFY_SPAN: usize = 8 << 20;
+
+/// A run whose source and destination offsets differ within a page (bytes inserted or
+/// removed before it) is copied through a buffer instead: the kernel's copy would write
+/// every destination page in two pieces, and the bytes hashed in the buffer are the very
+/// bytes written, so no read-back is needed.
+const PAGE: u64 = 4096;
 
 /// A range copied from the old file: where from, where to, how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +86,8 @@ pub fn from_previous(
         at.entry(b.hash).or_insert(offset);
         offset += u64::from(b.size);
     }
-    let mut runs: Vec<Run> = Vec::new();
-    let mut copied: Vec<(u64, BlockInfo)> = Vec::new();
+    // Runs with the blocks they hold (offsets in the new version).
+    let mut runs: Vec<(Run, Vec<(u64, BlockInfo)>)> = Vec::new();
     let mut rest: Vec<(u64, BlockInfo)> = Vec::new();
     for (dst, b) in todo {
         let Some(&src_off) = at.get(&b.hash) else {
@@ -85,34 +96,107 @@ pub fn from_previous(
         };
         let len = u64::from(b.size);
         match runs.last_mut() {
-            Some(r) if r.dst + r.len == dst && r.src + r.len == src_off => r.len += len,
-            _ => runs.push(Run {
-                src: src_off,
-                dst,
-                len,
-            }),
-        }
-        copied.push((dst, b));
-    }
-    let mut failed_runs: Vec<Run> = Vec::new();
-    for r in &runs {
-        if let Err(e) = copy_run(&src, temp, *r) {
-            tracing::debug!(name = %old.name, error = %e, "cannot copy from the previous version");
-            failed_runs.push(*r);
+            Some((r, blocks)) if r.dst + r.len == dst && r.src + r.len == src_off => {
+                r.len += len;
+                blocks.push((dst, b));
+            }
+            _ => runs.push((
+                Run {
+                    src: src_off,
+                    dst,
+                    len,
+                },
+                vec![(dst, b)],
+            )),
         }
     }
-    // Blocks of a run that could not be copied are looked for elsewhere.
-    let in_failed = |off: u64| {
-        failed_runs
-            .iter()
-            .any(|r| off >= r.dst && off < r.dst + r.len)
-    };
-    let (lost, copied): (Vec<_>, Vec<_>) = copied.into_iter().partition(|(o, _)| in_failed(*o));
-    rest.extend(lost);
-    let (good, bad) = verify(temp, copied.into_iter());
+    let mut good = 0u64;
+    let mut to_verify: Vec<(u64, BlockInfo)> = Vec::new();
+    for (r, blocks) in runs {
+        if r.src % PAGE == r.dst % PAGE {
+            match copy_run(&src, temp, r) {
+                Ok(()) => to_verify.extend(blocks),
+                Err(e) => {
+                    tracing::debug!(name = %old.name, error = %e, "cannot copy from the previous version");
+                    // Looked for elsewhere.
+                    rest.extend(blocks);
+                }
+            }
+        } else {
+            let (g, bad) = copy_checked(&src, temp, r, blocks);
+            good += g;
+            rest.extend(bad);
+        }
+    }
+    let (g, bad) = verify(temp, to_verify.into_iter());
+    good += g;
     rest.extend(bad);
     rest.sort_by_key(|(o, _)| *o);
     (rest, good)
+}
+
+/// Copies the blocks of a run through a buffer, each verified in the buffer before it is
+/// written: returns the bytes written and the blocks that did not match or could not be
+/// read.
+fn copy_checked(
+    src: &File,
+    dst: &File,
+    r: Run,
+    blocks: Vec<(u64, BlockInfo)>,
+) -> (u64, Vec<(u64, BlockInfo)>) {
+    let mut good = 0u64;
+    let mut bad = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut span: Vec<(u64, BlockInfo)> = Vec::new();
+    let mut flush = |span: &mut Vec<(u64, BlockInfo)>, good: &mut u64, bad: &mut Vec<_>| {
+        let Some(&(start, _)) = span.first() else {
+            return;
+        };
+        let len: usize = span.iter().map(|(_, b)| b.size as usize).sum();
+        buf.resize(len, 0);
+        if src
+            .read_exact_at(&mut buf, r.src + (start - r.dst))
+            .is_err()
+        {
+            bad.append(span);
+            return;
+        }
+        let ok: Vec<bool> = span
+            .par_iter()
+            .map(|(off, b)| {
+                let i = (off - start) as usize;
+                BlockHash::of(&buf[i..i + b.size as usize]) == b.hash
+            })
+            .collect();
+        if ok.iter().all(|o| *o) {
+            if dst.write_all_at(&buf, start).is_ok() {
+                *good += len as u64;
+            } else {
+                bad.append(span);
+            }
+            span.clear();
+            return;
+        }
+        for ((off, b), ok) in span.drain(..).zip(ok) {
+            let i = (off - start) as usize;
+            if ok && dst.write_all_at(&buf[i..i + b.size as usize], off).is_ok() {
+                *good += u64::from(b.size);
+            } else {
+                bad.push((off, b));
+            }
+        }
+    };
+    let mut len = 0usize;
+    for (off, b) in blocks {
+        if !span.is_empty() && len + b.size as usize > VERIFY_SPAN {
+            flush(&mut span, &mut good, &mut bad);
+            len = 0;
+        }
+        len += b.size as usize;
+        span.push((off, b));
+    }
+    flush(&mut span, &mut good, &mut bad);
+    (good, bad)
 }
 
 /// Copies one run, in the kernel where it can, else through a buffer.
@@ -299,6 +383,28 @@ mod tests {
         let left: u64 = rest.iter().map(|(_, b)| u64::from(b.size)).sum();
         assert_eq!(reused + left, new.len() as u64);
         // Every byte outside the blocks left to fetch is the new version's.
+        let mut expect = new.clone();
+        for (off, b) in &rest {
+            let o = *off as usize;
+            expect[o..o + b.size as usize].fill(0);
+        }
+        assert!(got == expect, "copied bytes differ from the new version");
+    }
+
+    #[test]
+    fn a_shifted_previous_version_changed_behind_the_index_is_not_trusted() {
+        let old = noise(2 << 20, 5);
+        let mut new = old.clone();
+        new.insert(0, b'y');
+        let (got, rest, reused) = run(&old, &new, true);
+        let left: u64 = rest.iter().map(|(_, b)| u64::from(b.size)).sum();
+        assert_eq!(reused + left, new.len() as u64);
+        let mid = (old.len() / 2 + 1) as u64;
+        assert!(
+            rest.iter().any(|(o, b)| *o <= mid && mid < o + u64::from(b.size)),
+            "a tampered block was kept"
+        );
+        // What was written is the new version's bytes.
         let mut expect = new.clone();
         for (off, b) in &rest {
             let o = *off as usize;
