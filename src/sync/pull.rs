@@ -346,6 +346,7 @@ pub fn pull_batch(
         Ok((r, f)) => {
             ready.extend(r);
             report.failed.extend(f.failed);
+            report.applied.extend(f.applied);
             report.bad_blocks += f.bad_blocks;
             report.bytes_from_peers += f.bytes_from_peers;
             report.bytes_reused += f.bytes_reused;
@@ -358,33 +359,8 @@ pub fn pull_batch(
     // One durability point for the whole batch, then the renames (invariant 1: a file in
     // place is always complete and durable).
     if !ready.is_empty() {
-        let synced = if ready.len() <= FSYNC_EACH_MAX {
-            ready
-                .iter()
-                .filter_map(|r| r.file.as_ref())
-                .try_for_each(std::fs::File::sync_data)
-        } else {
-            fs.syncfs()
-        };
-        if let Err(e) = synced {
-            for r in ready.drain(..) {
-                report
-                    .failed
-                    .push((r.remote.name, format!("sync failed: {e}")));
-            }
-        }
-        t_synced = t0.elapsed();
-        for r in ready {
-            let name = r.remote.name.clone();
-            // The file being replaced goes to .shoal/versions/ when versioning is on.
-            let res = super::versions::keep(&fs, folder.versioning, &name)
-                .and_then(|_| fs.rename(&r.temp, &name))
-                .and_then(|()| stat_change(&fs, &r.remote));
-            match res {
-                Ok(c) => done.push(c),
-                Err(e) => report.failed.push((name, e.to_string())),
-            }
-        }
+        t_synced = put_in_place(&fs, folder, ready, &mut done, &mut report)
+            .map_or(t_synced, |()| t0.elapsed());
     }
     let left = report
         .failed
@@ -527,6 +503,90 @@ impl Sources<'_> {
 
 type FetcherResult = (Vec<Ready>, PullReport);
 
+/// Complete files the fetching thread has gathered that are made durable and put in place
+/// while later groups are still fetched (on a third thread), so that the `syncfs` and the
+/// renames of a big batch overlap with its transfer. The rest of a batch waits for its end.
+const PLACE_CHUNK: usize = 512;
+
+/// Makes `ready` durable (one `fdatasync` each when few, else one `syncfs`), then renames
+/// each into place (invariant 1) and lists what to record in `done`. Returns Err when the
+/// sync failed (every file then failed).
+fn put_in_place(
+    fs: &FolderFs,
+    folder: &FolderConfig,
+    mut ready: Vec<Ready>,
+    done: &mut Vec<LocalChange>,
+    report: &mut PullReport,
+) -> Result<(), ()> {
+    let synced = if ready.len() <= FSYNC_EACH_MAX && ready.iter().all(|r| r.file.is_some()) {
+        ready
+            .iter()
+            .filter_map(|r| r.file.as_ref())
+            .try_for_each(std::fs::File::sync_data)
+    } else {
+        fs.syncfs()
+    };
+    if let Err(e) = synced {
+        for r in ready.drain(..) {
+            report
+                .failed
+                .push((r.remote.name, format!("sync failed: {e}")));
+        }
+        return Err(());
+    }
+    for r in ready {
+        let name = r.remote.name.clone();
+        // The file being replaced goes to .shoal/versions/ when versioning is on.
+        let res = super::versions::keep(fs, folder.versioning, &name)
+            .and_then(|_| fs.rename(&r.temp, &name))
+            .and_then(|()| stat_change(fs, &r.remote));
+        match res {
+            Ok(c) => done.push(c),
+            Err(e) => report.failed.push((name, e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// The thread that puts chunks of complete files in place and records them.
+fn start_placer(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+) -> (
+    crossbeam_channel::Sender<Vec<Ready>>,
+    std::thread::JoinHandle<PullReport>,
+) {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Ready>>(1);
+    let (shared, folder) = (shared.clone(), folder.clone());
+    let handle = std::thread::spawn(move || {
+        let mut report = PullReport::default();
+        let fs = FolderFs::open(&folder.path);
+        for chunk in rx {
+            let fs = match &fs {
+                Ok(fs) => fs,
+                Err(e) => {
+                    for r in chunk {
+                        report
+                            .failed
+                            .push((r.remote.name, format!("cannot open the folder: {e}")));
+                    }
+                    continue;
+                }
+            };
+            let mut done = Vec::new();
+            let _ = put_in_place(fs, &folder, chunk, &mut done, &mut report);
+            if !done.is_empty() {
+                match shared.db.apply_pulled(&folder.id, done) {
+                    Ok(applied) => report.applied.extend(applied),
+                    Err(e) => warn!(error = %e, "cannot record pulled files"),
+                }
+            }
+        }
+        report
+    });
+    (tx, handle)
+}
+
 /// The thread that fetches the groups handed to it, one after the other; it ends when the
 /// sender is dropped and returns the files made complete and its part of the report.
 fn start_fetcher(
@@ -543,8 +603,23 @@ fn start_fetcher(
     let handle = std::thread::spawn(move || {
         let mut ready = Vec::new();
         let mut report = PullReport::default();
+        let (place, placer) = start_placer(&shared, &folder);
         for mut g in rx {
             fetch_group(&shared, &folder, &mut g, &mut ready, &fetched, &mut report);
+            if ready.len() >= PLACE_CHUNK
+                && let Err(e) = place.send(std::mem::take(&mut ready))
+            {
+                // The placer is gone (not expected): this thread's caller places them.
+                ready = e.into_inner();
+            }
+        }
+        drop(place);
+        match placer.join() {
+            Ok(p) => {
+                report.applied.extend(p.applied);
+                report.failed.extend(p.failed);
+            }
+            Err(_) => warn!(folder = %folder.id, "the placing thread stopped"),
         }
         (ready, report)
     });

@@ -401,7 +401,8 @@ mod tests {
         assert_eq!(reused + left, new.len() as u64);
         let mid = (old.len() / 2 + 1) as u64;
         assert!(
-            rest.iter().any(|(o, b)| *o <= mid && mid < o + u64::from(b.size)),
+            rest.iter()
+                .any(|(o, b)| *o <= mid && mid < o + u64::from(b.size)),
             "a tampered block was kept"
         );
         // What was written is the new version's bytes.

@@ -441,3 +441,39 @@ fn copies_pulled_together_are_fetched_once() {
         "three copies of 4 MiB cost {cost} bytes on the wire"
     );
 }
+
+/// A batch big enough that parts of it are put in place while the rest is still fetched
+/// (src/sync/pull.rs `PLACE_CHUNK`): every file arrives whole, is recorded once, and the
+/// folder ends idle with nothing needed; an edit of one of them afterwards travels back.
+#[test]
+fn a_big_batch_placed_in_chunks_converges_and_is_recorded() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    let stage = p.a.path("stage");
+    for d in 0..3 {
+        let dir = stage.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for i in 0..600 {
+            std::fs::write(
+                dir.join(format!("f{i}")),
+                noise(3000, (d * 1000 + i) as u64 + 1),
+            )
+            .expect("write");
+        }
+    }
+    for d in 0..3 {
+        std::fs::rename(stage.join(format!("d{d}")), fa.join(format!("d{d}"))).expect("mv");
+    }
+    assert_converges(&p, "1,800 files arrive");
+    let settled = wait_until(Duration::from_secs(20), || {
+        let st = p.b.status();
+        let f = &st["folders"][0];
+        f["state"] == "idle" && f["local_files"] == 1800 && f["need_files"] == 0
+    });
+    assert!(settled, "B's index: {}", p.b.status()["folders"][0]);
+    std::fs::write(p.b.path("f/d1/f599"), b"edited on B").expect("write");
+    let back = wait_until(Duration::from_secs(20), || {
+        std::fs::read(fa.join("d1/f599")).is_ok_and(|d| d == b"edited on B")
+    });
+    assert!(back, "B's edit did not reach A:\n{}", p.sb.log());
+}
