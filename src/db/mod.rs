@@ -553,6 +553,15 @@ impl Reader {
         r.map_err(|e| e.at(&self.path))
     }
 
+    /// Starts a read transaction that lasts until the returned guard is dropped: the reads
+    /// in between see one snapshot and share one lock of the WAL instead of taking and
+    /// releasing it each (what many small lookups in a row, as the puller makes, spend most
+    /// on). Keep it short: a snapshot held open stops checkpoints from completing.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, DbError> {
+        self.at(self.conn.execute_batch("BEGIN").map_err(DbError::from))?;
+        Ok(Snapshot { reader: self })
+    }
+
     /// Every local entry of a folder, keyed by name, as the scanner compares them.
     pub fn scan_state(&self, folder: &str) -> Result<HashMap<String, ScanState>, DbError> {
         self.at(store::scan_state(&self.conn, folder))
@@ -666,6 +675,21 @@ impl Reader {
 
     pub fn folders(&self) -> Result<Vec<String>, DbError> {
         self.at(store::folders(&self.conn))
+    }
+}
+
+/// A read transaction of a [`Reader`]; ends when dropped.
+pub struct Snapshot<'a> {
+    reader: &'a Reader,
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        // Ending a read-only transaction cannot lose anything; a failure leaves SQLite to
+        // end it with the connection.
+        if let Err(e) = self.reader.conn.execute_batch("COMMIT") {
+            tracing::debug!(error = %e, "ending a read snapshot failed");
+        }
     }
 }
 

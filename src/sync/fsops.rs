@@ -6,6 +6,15 @@
 //! O_DIRECTORY`, so a symlink planted inside the folder can never redirect a write outside
 //! it: walking into one fails. Only the folder root itself may be a symlink (the user chose
 //! that path).
+//!
+//! The handle of the last directory walked to is kept (one entry), since a pull works
+//! through names in order and touches the same directory several times per file (temp
+//! file, mtime, rename, stat): without it, each file cost a dozen extra opens. The entry
+//! is dropped whenever this `FolderFs` removes or renames anything, so a directory that
+//! our own operations replaced is walked again (with the same `O_NOFOLLOW` checks). A
+//! handle stays bound to the directory it opened: if someone else renames that directory
+//! meanwhile, later writes follow it to its new place, still inside whatever file system
+//! tree it was moved to by that user, never through a symlink.
 
 use crate::protocol::name::TEMP_PREFIX;
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -13,11 +22,14 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// A folder root opened once; every operation is relative to it.
 pub struct FolderFs {
     root: OwnedFd,
     pub path: PathBuf,
+    /// The last directory walked to: its relative name and handle.
+    last_dir: Mutex<Option<(String, Arc<OwnedFd>)>>,
 }
 
 /// The longest file name most file systems accept.
@@ -37,19 +49,48 @@ impl FolderFs {
         Ok(Self {
             root,
             path: path.to_path_buf(),
+            last_dir: Mutex::new(None),
         })
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<(String, Arc<OwnedFd>)>> {
+        self.last_dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the cached directory handle when it is `name` or inside it (`name` is about
+    /// to be removed or renamed, or replaced by a rename).
+    fn forget_under(&self, name: &str) {
+        let mut c = self.cached();
+        if let Some((n, _)) = c.as_ref()
+            && (n == name || n.strip_prefix(name).is_some_and(|r| r.starts_with('/')))
+        {
+            *c = None;
+        }
     }
 
     /// Opens the directory holding `name` and returns it with the last component.
     /// Fails (ELOOP or ENOTDIR) when any directory on the way is a symlink or a file.
-    pub fn parent(&self, name: &str) -> io::Result<(OwnedFd, String)> {
-        let mut parts: Vec<&str> = name.split('/').collect();
-        let last = parts.pop().unwrap_or_default().to_string();
-        let mut dir = rustix::fs::openat(self.root.as_fd(), ".", dir_flags(), Mode::empty())?;
-        for p in parts {
-            dir = rustix::fs::openat(dir.as_fd(), p, dir_flags(), Mode::empty())?;
+    pub fn parent(&self, name: &str) -> io::Result<(Arc<OwnedFd>, String)> {
+        let (dir_name, last) = match name.rsplit_once('/') {
+            Some((d, l)) => (d, l),
+            None => ("", name),
+        };
+        if let Some((n, fd)) = self.cached().as_ref()
+            && n == dir_name
+        {
+            return Ok((fd.clone(), last.to_string()));
         }
-        Ok((dir, last))
+        let mut dir = rustix::fs::openat(self.root.as_fd(), ".", dir_flags(), Mode::empty())?;
+        if !dir_name.is_empty() {
+            for p in dir_name.split('/') {
+                dir = rustix::fs::openat(dir.as_fd(), p, dir_flags(), Mode::empty())?;
+            }
+        }
+        let dir = Arc::new(dir);
+        *self.cached() = Some((dir_name.to_string(), dir.clone()));
+        Ok((dir, last.to_string()))
     }
 
     /// `lstat` of `name`; `None` when it does not exist.
@@ -113,6 +154,8 @@ impl FolderFs {
     pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let (fd_dir, fb) = self.parent(from)?;
         let (td_dir, tb) = self.parent(to)?;
+        self.forget_under(from);
+        self.forget_under(to);
         rustix::fs::renameat(fd_dir.as_fd(), fb.as_str(), td_dir.as_fd(), tb.as_str())?;
         Ok(())
     }
@@ -214,6 +257,7 @@ impl FolderFs {
 
     pub fn remove_file(&self, name: &str) -> io::Result<()> {
         let (dir, base) = self.parent(name)?;
+        self.forget_under(name);
         rustix::fs::unlinkat(dir.as_fd(), base.as_str(), AtFlags::empty())?;
         Ok(())
     }
@@ -221,6 +265,7 @@ impl FolderFs {
     /// Removes an empty directory; a directory that still holds anything stays.
     pub fn remove_dir(&self, name: &str) -> io::Result<bool> {
         let (dir, base) = self.parent(name)?;
+        self.forget_under(name);
         match rustix::fs::unlinkat(dir.as_fd(), base.as_str(), AtFlags::REMOVEDIR) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => Ok(false),
@@ -331,5 +376,27 @@ mod tests {
         assert!(t.starts_with("d/.shoal-tmp-"));
         assert!(t.rsplit('/').next().expect("base").len() <= NAME_MAX);
         assert_eq!(FolderFs::temp_name("a/b.txt"), "a/.shoal-tmp-b.txt");
+    }
+
+    #[test]
+    fn a_directory_replaced_through_us_is_walked_again() {
+        let root = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        let fs = FolderFs::open(root.path()).expect("open");
+        fs.mkdir("d", 0o755).expect("mkdir");
+        fs.open_temp("d/x").expect("temp");
+        // The cached handle of "d" must not outlive "d" going away through us.
+        fs.rename("d", "e").expect("mv");
+        std::os::unix::fs::symlink(outside.path(), root.path().join("d")).expect("ln");
+        assert!(fs.open_temp("d/y").is_err());
+        fs.remove_file("d").expect("rm link");
+        fs.mkdir("d", 0o755).expect("mkdir");
+        fs.open_temp("d/z").expect("temp");
+        fs.open_temp("e/w").expect("temp");
+        assert!(!fs.remove_dir("e").expect("rmdir"));
+        assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 0);
+        assert!(root.path().join("d/.shoal-tmp-z").exists());
+        assert!(root.path().join("e/.shoal-tmp-x").exists());
+        assert!(root.path().join("e/.shoal-tmp-w").exists());
     }
 }

@@ -21,6 +21,7 @@ pub mod index;
 pub mod names;
 pub mod pull;
 pub mod receive_only;
+pub mod reuse;
 pub mod serve;
 pub mod versions;
 pub mod watch;

@@ -31,7 +31,7 @@ use crate::service::Shared;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tracing::{debug, warn};
 
 /// What to do about one remote entry, given ours.
@@ -126,6 +126,8 @@ pub fn pull_batch(
     mut names: Vec<String>,
 ) -> PullReport {
     let mut report = PullReport::default();
+    // Where a batch's time goes, for `SHOAL_LOG=shoal::sync::pull=debug`.
+    let t0 = std::time::Instant::now();
     let fs = match FolderFs::open(&folder.path) {
         Ok(fs) => fs,
         Err(e) => {
@@ -163,6 +165,8 @@ pub fn pull_batch(
     // with it).
     let batch: std::collections::HashSet<String> = names.iter().cloned().collect();
     let (other_files, other_bytes) = shared.failed_need(&folder.id, &batch);
+    // One read transaction for all the lookups of the batch's names.
+    let snapshot = reader.snapshot().ok();
     for name in names {
         let local = match reader.get_local(&folder.id, &name) {
             Ok(l) => l,
@@ -245,6 +249,8 @@ pub fn pull_batch(
             Err(e) => warn!(error = %e, "cannot record merged versions"),
         }
     }
+    drop(snapshot);
+    let t_decided = t0.elapsed();
     let need_of = |w: &[(FileInfo, Option<FileInfo>, DeviceId)]| {
         w.iter()
             .filter(|(r, _, _)| !r.deleted && r.file_type == FileType::File)
@@ -268,7 +274,13 @@ pub fn pull_batch(
     updates.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let mut ready = Vec::new();
     let mut done: Vec<LocalChange> = Vec::new();
-    let mut folder_fs: HashMap<String, Option<FolderFs>> = HashMap::new();
+    let fetched: Arc<Fetched> = Arc::default();
+    let mut sources = Sources {
+        config: &config,
+        reader: &reader,
+        folder_fs: HashMap::new(),
+        fetched: &fetched,
+    };
     let mut group: Vec<Prepared> = Vec::new();
     let mut budget = Budget::new(&fs);
     // Content deleted in this batch, by block-list hash: candidates for a rename.
@@ -306,6 +318,12 @@ pub fn pull_batch(
         |w| w.0.name.as_str(),
         |w| guard.case_source(&w.0).is_some(),
     );
+    // Groups of files are prepared here (temp files opened, local blocks copied) while the
+    // previous group's blocks are fetched on a second thread: the peer serves while we
+    // write, instead of each side waiting for the other.
+    let (gtx, fetcher) = start_fetcher(shared, folder, &fetched);
+    // Lookups of local blocks share a read transaction, renewed per group.
+    let mut snapshot = reader.snapshot().ok();
     let late_from = updates.len() + deletions.len();
     for (i, (remote, local, dev)) in updates.into_iter().chain(deletions).chain(late).enumerate() {
         if i == late_from {
@@ -396,17 +414,17 @@ pub fn pull_batch(
                 } else {
                     prepare(
                         &fs,
-                        &config,
-                        &reader,
-                        &mut folder_fs,
-                        &remote,
+                        &mut sources,
+                        (&remote, local.as_ref()),
                         dev,
                         &mut report,
                     )
                     .map(|p| {
                         group.push(p);
                         if group.len() >= GROUP_FILES {
-                            fetch_group(shared, folder, &mut group, &mut ready, &mut report);
+                            drop(snapshot.take());
+                            hand_over(&gtx, std::mem::take(&mut group), &mut report);
+                            snapshot = reader.snapshot().ok();
                         }
                     })
                 }
@@ -418,46 +436,28 @@ pub fn pull_batch(
             report.failed.push((name, why));
         }
     }
-    fetch_group(shared, folder, &mut group, &mut ready, &mut report);
+    drop(snapshot);
+    hand_over(&gtx, std::mem::take(&mut group), &mut report);
+    drop(gtx);
+    match fetcher.join() {
+        Ok((r, f)) => {
+            ready.extend(r);
+            report.failed.extend(f.failed);
+            report.applied.extend(f.applied);
+            report.bad_blocks += f.bad_blocks;
+            report.bytes_from_peers += f.bytes_from_peers;
+            report.bytes_reused += f.bytes_reused;
+        }
+        // Not expected (nothing there panics): what it held is pulled again next time.
+        Err(_) => warn!(folder = %folder.id, "the fetching thread stopped"),
+    }
+    let t_fetched = t0.elapsed();
+    let mut t_synced = t_fetched;
     // One durability point for the whole batch, then the renames (invariant 1: a file in
     // place is always complete and durable).
     if !ready.is_empty() {
-        let synced = if ready.len() <= FSYNC_EACH_MAX {
-            ready
-                .iter()
-                .filter_map(|r| r.file.as_ref())
-                .try_for_each(std::fs::File::sync_data)
-        } else {
-            fs.syncfs()
-        };
-        if let Err(e) = synced {
-            // Nothing of the batch goes in place. A full disk can show up only here (some
-            // file systems allocate at writeback): the temp files go, they would hold the
-            // space that others need.
-            for r in ready.drain(..) {
-                if is_disk_full(&e) {
-                    let _ = fs.remove_file(&r.temp);
-                }
-                let why = explain(folder, &r.remote.name, &e);
-                report
-                    .failed
-                    .push((r.remote.name, format!("cannot make it durable: {why}")));
-            }
-        }
-        for r in ready {
-            let name = r.remote.name.clone();
-            // The file being replaced goes to .shoal/versions/ when versioning is on.
-            let res = super::versions::keep(&fs, folder.versioning, &name)
-                .and_then(|_| fs.rename(&r.temp, &name))
-                .and_then(|()| stat_change(&fs, &r.remote));
-            match res {
-                Ok(c) => done.push(c),
-                Err(e) => {
-                    let why = explain(folder, &name, &e);
-                    report.failed.push((name, why));
-                }
-            }
-        }
+        t_synced = put_in_place(&fs, folder, ready, &mut done, &mut report)
+            .map_or(t_synced, |()| t0.elapsed());
     }
     let left = report
         .failed
@@ -472,12 +472,23 @@ pub fn pull_batch(
         .iter()
         .filter_map(|(n, _)| sizes.get(n).map(|s| (n.clone(), *s)))
         .collect();
+    let t_renamed = t0.elapsed();
     if !done.is_empty() {
         match shared.db.apply_pulled(&folder.id, done) {
             Ok(applied) => report.applied.extend(applied),
             Err(e) => warn!(error = %e, "cannot record pulled files"),
         }
     }
+    debug!(
+        folder = %folder.id,
+        files = report.applied.len(),
+        decided = ?t_decided,
+        fetched = ?t_fetched,
+        synced = ?t_synced,
+        renamed = ?t_renamed,
+        recorded = ?t0.elapsed(),
+        "pull batch timings (cumulative)"
+    );
     report
 }
 
@@ -689,7 +700,190 @@ fn delete(
 
 /// Files assembled together: their missing blocks are requested in one pipeline, so many
 /// small files cost one round trip per window, not one each.
-const GROUP_FILES: usize = 256;
+const GROUP_FILES: usize = 128;
+
+/// Where blocks can come from locally while a batch is pulled.
+struct Sources<'a> {
+    config: &'a crate::config::Config,
+    reader: &'a Reader,
+    /// Other folders' roots, opened when one of their files holds a block we need.
+    folder_fs: HashMap<String, Option<FolderFs>>,
+    /// Blocks received from peers in this batch: the temp file (of this folder) holding
+    /// each and where. Files pulled together often share blocks (copies of one file in
+    /// several places); each is then requested once, later files read it from the earlier
+    /// one's temp file (verified, as every local block).
+    fetched: &'a Fetched,
+}
+
+/// Blocks fetched in this batch: hash → (temp file, offset).
+type Fetched = Mutex<HashMap<BlockHash, (String, u64)>>;
+
+impl Sources<'_> {
+    fn fetched_block(&self, fs: &FolderFs, b: &BlockInfo) -> Option<Vec<u8>> {
+        let (temp, off) = self
+            .fetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&b.hash)
+            .cloned()?;
+        let f = fs.open_read(&temp).ok()?;
+        let mut data = vec![0u8; b.size as usize];
+        (f.read_exact_at(&mut data, off).is_ok() && BlockHash::of(&data) == b.hash).then_some(data)
+    }
+}
+
+type FetcherResult = (Vec<Ready>, PullReport);
+
+/// Complete files the fetching thread has gathered that are made durable and put in place
+/// while later groups are still fetched (on a third thread), so that the `syncfs` and the
+/// renames of a big batch overlap with its transfer. The rest of a batch waits for its end.
+const PLACE_CHUNK: usize = 512;
+
+/// Makes `ready` durable (one `fdatasync` each when few, else one `syncfs`), then renames
+/// each into place (invariant 1) and lists what to record in `done`. Returns Err when the
+/// sync failed (every file then failed).
+fn put_in_place(
+    fs: &FolderFs,
+    folder: &FolderConfig,
+    mut ready: Vec<Ready>,
+    done: &mut Vec<LocalChange>,
+    report: &mut PullReport,
+) -> Result<(), ()> {
+    let synced = if ready.len() <= FSYNC_EACH_MAX && ready.iter().all(|r| r.file.is_some()) {
+        ready
+            .iter()
+            .filter_map(|r| r.file.as_ref())
+            .try_for_each(std::fs::File::sync_data)
+    } else {
+        fs.syncfs()
+    };
+    if let Err(e) = synced {
+        // Nothing of the chunk goes in place. A full disk can show up only here (some file
+        // systems allocate at writeback): the temp files go, they would hold the space
+        // that others need.
+        for r in ready.drain(..) {
+            if is_disk_full(&e) {
+                let _ = fs.remove_file(&r.temp);
+            }
+            let why = explain(folder, &r.remote.name, &e);
+            report
+                .failed
+                .push((r.remote.name, format!("cannot make it durable: {why}")));
+        }
+        return Err(());
+    }
+    for r in ready {
+        let name = r.remote.name.clone();
+        // The file being replaced goes to .shoal/versions/ when versioning is on.
+        let res = super::versions::keep(fs, folder.versioning, &name)
+            .and_then(|_| fs.rename(&r.temp, &name))
+            .and_then(|()| stat_change(fs, &r.remote));
+        match res {
+            Ok(c) => done.push(c),
+            Err(e) => {
+                let why = explain(folder, &name, &e);
+                report.failed.push((name, why));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The thread that puts chunks of complete files in place and records them.
+fn start_placer(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+) -> (
+    crossbeam_channel::Sender<Vec<Ready>>,
+    std::thread::JoinHandle<PullReport>,
+) {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Ready>>(1);
+    let (shared, folder) = (shared.clone(), folder.clone());
+    let handle = std::thread::spawn(move || {
+        let mut report = PullReport::default();
+        let fs = FolderFs::open(&folder.path);
+        for chunk in rx {
+            let fs = match &fs {
+                Ok(fs) => fs,
+                Err(e) => {
+                    for r in chunk {
+                        report
+                            .failed
+                            .push((r.remote.name, format!("cannot open the folder: {e}")));
+                    }
+                    continue;
+                }
+            };
+            let mut done = Vec::new();
+            let _ = put_in_place(fs, &folder, chunk, &mut done, &mut report);
+            if !done.is_empty() {
+                match shared.db.apply_pulled(&folder.id, done) {
+                    Ok(applied) => report.applied.extend(applied),
+                    Err(e) => warn!(error = %e, "cannot record pulled files"),
+                }
+            }
+        }
+        report
+    });
+    (tx, handle)
+}
+
+/// The thread that fetches the groups handed to it, one after the other; it ends when the
+/// sender is dropped and returns the files made complete and its part of the report.
+fn start_fetcher(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    fetched: &Arc<Fetched>,
+) -> (
+    crossbeam_channel::Sender<Vec<Prepared>>,
+    std::thread::JoinHandle<FetcherResult>,
+) {
+    // Rendezvous: at most one group waits while another is fetched (open files bounded).
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Prepared>>(0);
+    let (shared, folder, fetched) = (shared.clone(), folder.clone(), fetched.clone());
+    let handle = std::thread::spawn(move || {
+        let mut ready = Vec::new();
+        let mut report = PullReport::default();
+        let (place, placer) = start_placer(&shared, &folder);
+        for mut g in rx {
+            fetch_group(&shared, &folder, &mut g, &mut ready, &fetched, &mut report);
+            if ready.len() >= PLACE_CHUNK
+                && let Err(e) = place.send(std::mem::take(&mut ready))
+            {
+                // The placer is gone (not expected): this thread's caller places them.
+                ready = e.into_inner();
+            }
+        }
+        drop(place);
+        match placer.join() {
+            Ok(p) => {
+                report.applied.extend(p.applied);
+                report.failed.extend(p.failed);
+            }
+            Err(_) => warn!(folder = %folder.id, "the placing thread stopped"),
+        }
+        (ready, report)
+    });
+    (tx, handle)
+}
+
+/// Gives a prepared group to the fetching thread (waiting until it takes it).
+fn hand_over(
+    tx: &crossbeam_channel::Sender<Vec<Prepared>>,
+    group: Vec<Prepared>,
+    report: &mut PullReport,
+) {
+    if group.is_empty() {
+        return;
+    }
+    if let Err(e) = tx.send(group) {
+        for p in e.into_inner() {
+            report
+                .failed
+                .push((p.remote.name, "the fetching thread stopped".into()));
+        }
+    }
+}
 
 /// A file whose temp file is open, with the blocks still to fetch from a peer.
 struct Prepared {
@@ -700,21 +894,20 @@ struct Prepared {
     device: DeviceId,
 }
 
-/// Opens the temp file for `remote` and fills in what is already there (a resumed pull)
-/// and what local files hold; lists the rest.
+/// Opens the temp file for `remote` and fills in what is already there (a resumed pull),
+/// what its `previous` local version holds (the caller checked it against the disk) and
+/// what other local files hold; lists the rest.
 fn prepare(
     fs: &FolderFs,
-    config: &crate::config::Config,
-    reader: &Reader,
-    folder_fs: &mut HashMap<String, Option<FolderFs>>,
-    remote: &FileInfo,
+    sources: &mut Sources<'_>,
+    (remote, previous): (&FileInfo, Option<&FileInfo>),
     device: DeviceId,
     report: &mut PullReport,
 ) -> io::Result<Prepared> {
     let (file, temp) = fs.open_temp(&remote.name)?;
     let existing = file.metadata()?.len();
     let mut buf = Vec::new();
-    let mut missing: Vec<(u64, BlockInfo)> = Vec::new();
+    let mut todo: Vec<(u64, BlockInfo)> = Vec::new();
     let mut offset = 0u64;
     for b in &remote.blocks {
         let here = offset;
@@ -726,12 +919,28 @@ fn prepare(
                 continue;
             }
         }
-        if let Some(data) = local_block(config, reader, folder_fs, &b.hash, b.size) {
+        todo.push((here, *b));
+    }
+    // The file's own previous version first: copied in the kernel, verified in the temp.
+    let (todo, reused) = super::reuse::from_previous(fs, previous, &file, todo);
+    report.bytes_reused += reused;
+    let mut missing: Vec<(u64, BlockInfo)> = Vec::new();
+    for (here, b) in todo {
+        let data = sources.fetched_block(fs, &b).or_else(|| {
+            local_block(
+                sources.config,
+                sources.reader,
+                &mut sources.folder_fs,
+                &b.hash,
+                b.size,
+            )
+        });
+        if let Some(data) = data {
             file.write_all_at(&data, here)?;
             report.bytes_reused += u64::from(b.size);
             continue;
         }
-        missing.push((here, *b));
+        missing.push((here, b));
     }
     Ok(Prepared {
         remote: remote.clone(),
@@ -774,6 +983,7 @@ fn fetch_group(
     folder: &FolderConfig,
     group: &mut Vec<Prepared>,
     ready: &mut Vec<Ready>,
+    fetched: &Fetched,
     report: &mut PullReport,
 ) {
     let Ok(fs) = FolderFs::open(&folder.path) else {
@@ -786,9 +996,17 @@ fn fetch_group(
     };
     let mut failed: HashMap<usize, String> = HashMap::new();
     let mut queue: VecDeque<(usize, u64, BlockInfo, u32)> = VecDeque::new();
+    // A block needed at several places is requested once; the other places wait for it.
+    let mut also: HashMap<BlockHash, Vec<(usize, u64)>> = HashMap::new();
     for (i, p) in group.iter().enumerate() {
         for (off, b) in &p.missing {
-            queue.push_back((i, *off, *b, 0));
+            match also.entry(b.hash) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push((i, *off)),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Vec::new());
+                    queue.push_back((i, *off, *b, 0));
+                }
+            }
         }
     }
     type Waiting = (
@@ -856,14 +1074,23 @@ fn fetch_group(
             && resp.data.len() == b.size as usize
             && BlockHash::of(&resp.data) == b.hash;
         if good {
-            if let Err(e) = p.file.write_all_at(&resp.data, off) {
-                if is_disk_full(&e) {
-                    // A partial temp file would hold the space forever: it goes now.
-                    drop_temp.push(i);
-                }
-                failed.insert(i, explain(folder, &p.remote.name, &e));
-            }
             report.bytes_from_peers += u64::from(b.size);
+            let waiting = also.remove(&b.hash).unwrap_or_default();
+            for (j, o) in std::iter::once((i, off)).chain(waiting) {
+                if let Err(e) = group[j].file.write_all_at(&resp.data, o) {
+                    if is_disk_full(&e) {
+                        // A partial temp file would hold the space forever: it goes now.
+                        drop_temp.push(j);
+                    }
+                    failed.insert(j, explain(folder, &group[j].remote.name, &e));
+                } else if j != i {
+                    report.bytes_reused += u64::from(b.size);
+                }
+            }
+            fetched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(b.hash, (p.temp.clone(), off));
             continue;
         }
         if resp.code == ResponseCode::Ok {
@@ -875,13 +1102,23 @@ fn fetch_group(
         if retry {
             queue.push_back((i, off, b, tries + 1));
         } else {
-            failed.insert(
-                i,
-                format!(
-                    "the device could not supply the block at offset {off} ({:?})",
-                    resp.code
-                ),
+            let why = format!(
+                "the device could not supply the block at offset {off} ({:?})",
+                resp.code
             );
+            for (j, _) in also.remove(&b.hash).unwrap_or_default() {
+                failed.insert(j, why.clone());
+            }
+            failed.insert(i, why);
+        }
+    }
+    // Places still waiting for a block whose request failed or was never made: their
+    // files are incomplete.
+    for (_, waiting) in also {
+        for (j, _) in waiting {
+            failed
+                .entry(j)
+                .or_insert_with(|| "a block could not be fetched".into());
         }
     }
     for (i, p) in group.drain(..).enumerate() {

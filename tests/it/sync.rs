@@ -386,3 +386,94 @@ fn an_edit_against_a_delete_keeps_the_edit() {
     );
     assert!(conflict_copies(&p.a.path("f")).is_empty());
 }
+
+/// B's watcher drops the events of its own puller's renames (src/sync/watch.rs); a user's
+/// edit of a file right after the pull put it in place must still reach A. The edits keep
+/// the size and happen the moment the pulled content shows, so only the watcher (not a
+/// periodic scan: the default interval is an hour) can find them in time.
+#[test]
+fn an_edit_right_after_a_pull_is_not_mistaken_for_the_pull() {
+    let p = sync_pair();
+    let (fa, fb) = (p.a.path("f"), p.b.path("f"));
+    std::fs::create_dir_all(fa.join("d")).expect("mkdir");
+    for i in 0..5 {
+        let name = format!("d/f{i}");
+        std::fs::write(fa.join(&name), format!("from A {i}")).expect("write");
+        let pulled = wait_until(Duration::from_secs(20), || {
+            std::fs::read(fb.join(&name)).is_ok_and(|d| d == format!("from A {i}").as_bytes())
+        });
+        assert!(pulled, "{name} not pulled:\n{}", p.sb.log());
+        // At once, same size: a user saving over the file that just arrived.
+        std::fs::write(fb.join(&name), format!("from B {i}")).expect("write");
+        let back = wait_until(Duration::from_secs(20), || {
+            std::fs::read(fa.join(&name)).is_ok_and(|d| d == format!("from B {i}").as_bytes())
+        });
+        assert!(
+            back,
+            "B's edit of {name} never reached A:\nB log:\n{}",
+            p.sb.log()
+        );
+    }
+    assert_converges(&p, "both hold B's edits");
+}
+
+/// Files pulled together that share blocks (copies of one file in several directories)
+/// cost the shared blocks once on the wire.
+#[test]
+fn copies_pulled_together_are_fetched_once() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    let data = noise(4 << 20, 21);
+    // Written beside the folder, then moved in at once: one scan, one batch on B.
+    let stage = p.a.path("stage");
+    for d in ["a", "b", "c"] {
+        std::fs::create_dir_all(stage.join(d)).expect("mkdir");
+        std::fs::write(stage.join(d).join("copy.bin"), &data).expect("write");
+    }
+    let before = b_in(&p);
+    for d in ["a", "b", "c"] {
+        std::fs::rename(stage.join(d), fa.join(d)).expect("mv");
+    }
+    assert_converges(&p, "three copies arrive");
+    let cost = b_in(&p) - before;
+    assert!(
+        cost < 6 << 20,
+        "three copies of 4 MiB cost {cost} bytes on the wire"
+    );
+}
+
+/// A batch big enough that parts of it are put in place while the rest is still fetched
+/// (src/sync/pull.rs `PLACE_CHUNK`): every file arrives whole, is recorded once, and the
+/// folder ends idle with nothing needed; an edit of one of them afterwards travels back.
+#[test]
+fn a_big_batch_placed_in_chunks_converges_and_is_recorded() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    let stage = p.a.path("stage");
+    for d in 0..3 {
+        let dir = stage.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for i in 0..600 {
+            std::fs::write(
+                dir.join(format!("f{i}")),
+                noise(3000, (d * 1000 + i) as u64 + 1),
+            )
+            .expect("write");
+        }
+    }
+    for d in 0..3 {
+        std::fs::rename(stage.join(format!("d{d}")), fa.join(format!("d{d}"))).expect("mv");
+    }
+    assert_converges(&p, "1,800 files arrive");
+    let settled = wait_until(Duration::from_secs(20), || {
+        let st = p.b.status();
+        let f = &st["folders"][0];
+        f["state"] == "idle" && f["local_files"] == 1800 && f["need_files"] == 0
+    });
+    assert!(settled, "B's index: {}", p.b.status()["folders"][0]);
+    std::fs::write(p.b.path("f/d1/f599"), b"edited on B").expect("write");
+    let back = wait_until(Duration::from_secs(20), || {
+        std::fs::read(fa.join("d1/f599")).is_ok_and(|d| d == b"edited on B")
+    });
+    assert!(back, "B's edit did not reach A:\n{}", p.sb.log());
+}
