@@ -856,14 +856,21 @@ fn fetch_group(
         if retry {
             queue.push_back((i, off, b, tries + 1));
         } else {
-            let why = format!(
-                "the device could not supply the block at offset {off} ({:?})",
-                resp.code
-            );
-            for (j, _) in also.remove(&b.hash).unwrap_or_default() {
-                failed.insert(j, why.clone());
+            // The next place waiting for the same block asks for it under its own name
+            // (the peer may have it there): sharing a request never costs a file its own.
+            match also.get_mut(&b.hash).and_then(Vec::pop) {
+                Some((j, o)) => queue.push_back((j, o, b, 0)),
+                None => {
+                    also.remove(&b.hash);
+                }
             }
-            failed.insert(i, why);
+            failed.insert(
+                i,
+                format!(
+                    "the device could not supply the block at offset {off} ({:?})",
+                    resp.code
+                ),
+            );
         }
     }
     // Places still waiting for a block whose request failed or was never made: their
