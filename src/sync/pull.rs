@@ -13,7 +13,7 @@
 //! Three threads share a batch: this one decides and prepares groups of files (temp files
 //! opened, blocks of the previous version copied, other local blocks looked up), a second
 //! one fetches a group's missing blocks while the next group is prepared, and a third one
-//! makes every [`PLACE_CHUNK`] complete files durable and renames them while the rest is
+//! makes every `PLACE_CHUNK` complete files durable and renames them while the rest is
 //! fetched. All are joined before the batch returns: a pull never overlaps a scan.
 //!
 //! Before anything on disk is replaced or deleted, it is compared with the local index

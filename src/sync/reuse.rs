@@ -12,7 +12,7 @@
 //!    memory; on file systems with reflinks the kernel may even share the extents), with a
 //!    read/write fallback where the call is not supported;
 //! 2. then **every copied block is verified in the temp file**: read back in spans of at
-//!    most [`VERIFY_SPAN`] and hashed (in parallel) against the new version's block list.
+//!    most `VERIFY_SPAN` and hashed (in parallel) against the new version's block list.
 //!    A block that does not match (the old file was changed by someone meanwhile, or the
 //!    index was wrong) is left to be fetched like any other. Verifying the temp file itself,
 //!    rather than the source before copying, leaves no window between check and use:
