@@ -7,7 +7,8 @@
 //!   each entry from the peer, stores it, and queues what we need for the folder's puller.
 //! - [`pull`]: runs inside the folder's task (so it never overlaps a scan of the same
 //!   folder), on a blocking thread: builds each needed file in a `.shoal-tmp-*` file beside
-//!   it from verified blocks, makes a batch durable with one `syncfs`, renames into place.
+//!   it from verified blocks (the file's previous version through [`reuse`]), makes the
+//!   files durable with one `syncfs` per chunk, renames them into place.
 //! - [`serve`]: answers a peer's block requests from folders shared with that peer only,
 //!   verifying the data against the index before it leaves.
 //! - [`fsops`]: every write inside a folder goes through directory handles that never

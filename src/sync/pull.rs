@@ -6,8 +6,15 @@
 //! connected device that has that version, several requests in flight and at most
 //! [`super::PULL_WINDOW_BYTES`] outstanding. Every block's BLAKE3 is checked before it is
 //! written. The file is assembled in `.shoal-tmp-NAME` beside its place (a restart resumes
-//! from the blocks already there), a whole batch is made durable with one `syncfs`, then
-//! each file is renamed into place and recorded in the index with the peer's version.
+//! from the blocks already there), complete files are made durable together with one
+//! `syncfs` (or an `fdatasync` each when there are few), then each is renamed into place
+//! and recorded in the index with the peer's version.
+//!
+//! Three threads share a batch: this one decides and prepares groups of files (temp files
+//! opened, blocks of the previous version copied, other local blocks looked up), a second
+//! one fetches a group's missing blocks while the next group is prepared, and a third one
+//! makes every `PLACE_CHUNK` complete files durable and renames them while the rest is
+//! fetched. All are joined before the batch returns: a pull never overlaps a scan.
 //!
 //! Before anything on disk is replaced or deleted, it is compared with the local index
 //! entry: a local change not yet scanned is never overwritten (the name is rescanned
@@ -1102,14 +1109,21 @@ fn fetch_group(
         if retry {
             queue.push_back((i, off, b, tries + 1));
         } else {
-            let why = format!(
-                "the device could not supply the block at offset {off} ({:?})",
-                resp.code
-            );
-            for (j, _) in also.remove(&b.hash).unwrap_or_default() {
-                failed.insert(j, why.clone());
+            // The next place waiting for the same block asks for it under its own name
+            // (the peer may have it there): sharing a request never costs a file its own.
+            match also.get_mut(&b.hash).and_then(Vec::pop) {
+                Some((j, o)) => queue.push_back((j, o, b, 0)),
+                None => {
+                    also.remove(&b.hash);
+                }
             }
-            failed.insert(i, why);
+            failed.insert(
+                i,
+                format!(
+                    "the device could not supply the block at offset {off} ({:?})",
+                    resp.code
+                ),
+            );
         }
     }
     // Places still waiting for a block whose request failed or was never made: their

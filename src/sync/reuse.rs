@@ -12,7 +12,7 @@
 //!    memory; on file systems with reflinks the kernel may even share the extents), with a
 //!    read/write fallback where the call is not supported;
 //! 2. then **every copied block is verified in the temp file**: read back in spans of at
-//!    most [`VERIFY_SPAN`] and hashed (in parallel) against the new version's block list.
+//!    most `VERIFY_SPAN` and hashed (in parallel) against the new version's block list.
 //!    A block that does not match (the old file was changed by someone meanwhile, or the
 //!    index was wrong) is left to be fetched like any other. Verifying the temp file itself,
 //!    rather than the source before copying, leaves no window between check and use:
@@ -43,6 +43,10 @@ const VERIFY_SPAN: usize = 8 << 20;
 /// every destination page in two pieces, and the bytes hashed in the buffer are the very
 /// bytes written, so no read-back is needed.
 const PAGE: u64 = 4096;
+
+/// Bytes read, verified and written at once on that path: small enough to stay in the
+/// cache between the read, the hash and the write.
+const COPY_SPAN: usize = 1 << 20;
 
 /// A range copied from the old file: where from, where to, how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +148,16 @@ fn copy_checked(
     r: Run,
     blocks: Vec<(u64, BlockInfo)>,
 ) -> (u64, Vec<(u64, BlockInfo)>) {
+    copy_checked_in(src, dst, r, blocks, COPY_SPAN)
+}
+
+fn copy_checked_in(
+    src: &File,
+    dst: &File,
+    r: Run,
+    blocks: Vec<(u64, BlockInfo)>,
+    span_max: usize,
+) -> (u64, Vec<(u64, BlockInfo)>) {
     let mut good = 0u64;
     let mut bad = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
@@ -188,7 +202,7 @@ fn copy_checked(
     };
     let mut len = 0usize;
     for (off, b) in blocks {
-        if !span.is_empty() && len + b.size as usize > VERIFY_SPAN {
+        if !span.is_empty() && len + b.size as usize > span_max {
             flush(&mut span, &mut good, &mut bad);
             len = 0;
         }

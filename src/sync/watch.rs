@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Keeps the watch alive; dropping it stops the watching thread (within [`POLL_WAKE`]).
+/// Keeps the watch alive; dropping it stops the watching thread (within `POLL_WAKE`).
 pub struct FolderWatch {
     stop: Arc<AtomicBool>,
 }
