@@ -3,13 +3,6 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-/// mimalloc rather than glibc's malloc: the service runs dozens of threads (tokio workers,
-/// blocking pool, rayon, the index writer), and glibc gives each its own arena that keeps
-/// freed memory. Measured with `bench/scale.py` (200,000 files, two devices exchanging
-/// indexes): glibc grew to 357 MiB of anonymous memory while the live heap peaked near
-/// 73 MiB (heaptrack at 100,000 files); see bench/notes.md.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // Whatever goes wrong, the user sees one `error:` line, not a panic message.
