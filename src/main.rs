@@ -3,7 +3,6 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-
 fn main() -> ExitCode {
     // Whatever goes wrong, the user sees one `error:` line, not a panic message.
     std::panic::set_hook(Box::new(|info| {
