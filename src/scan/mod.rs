@@ -8,7 +8,7 @@
 //! writes to the folder and never follows a symlink.
 //!
 //! What is indexed:
-//! - regular files (blocks: FastCDC 2020, 8/32/128 KiB, BLAKE3), directories (no blocks)
+//! - regular files (blocks: FastCDC 2020, 16/32/128 KiB, BLAKE3), directories (no blocks)
 //!   and symlinks (the link's target as stored, never followed);
 //! - hidden files too: `.gitignore` has no effect; only the root `.shoalignore` counts
 //!   (see [`Ignores`]). Shoal's own names are never indexed: the root `.shoalignore`, the
