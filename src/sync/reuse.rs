@@ -385,6 +385,17 @@ mod tests {
         (got, rest, reused)
     }
 
+    /// `got` holds `new`'s bytes everywhere but in the blocks `rest` left to fetch (zeros).
+    #[track_caller]
+    fn assert_new_outside(got: &[u8], new: &[u8], rest: &[(u64, BlockInfo)]) {
+        let mut expect = new.to_vec();
+        for (off, b) in rest {
+            let o = *off as usize;
+            expect[o..o + b.size as usize].fill(0);
+        }
+        assert!(got == expect, "copied bytes differ from the new version");
+    }
+
     #[test]
     fn shared_blocks_are_copied_and_verified_the_rest_left_to_fetch() {
         let old = noise(3 << 20, 7);
@@ -397,12 +408,7 @@ mod tests {
         let left: u64 = rest.iter().map(|(_, b)| u64::from(b.size)).sum();
         assert_eq!(reused + left, new.len() as u64);
         // Every byte outside the blocks left to fetch is the new version's.
-        let mut expect = new.clone();
-        for (off, b) in &rest {
-            let o = *off as usize;
-            expect[o..o + b.size as usize].fill(0);
-        }
-        assert!(got == expect, "copied bytes differ from the new version");
+        assert_new_outside(&got, &new, &rest);
     }
 
     #[test]
@@ -420,12 +426,7 @@ mod tests {
             "a tampered block was kept"
         );
         // What was written is the new version's bytes.
-        let mut expect = new.clone();
-        for (off, b) in &rest {
-            let o = *off as usize;
-            expect[o..o + b.size as usize].fill(0);
-        }
-        assert!(got == expect, "copied bytes differ from the new version");
+        assert_new_outside(&got, &new, &rest);
     }
 
     #[test]

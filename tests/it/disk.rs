@@ -7,7 +7,7 @@
 //! `/proc/PID/root`. A permission error is the receiving service running as `nobody`
 //! (`setpriv`) with one directory of its folder owned by root.
 
-use crate::harness::{Device, Service, free_port, wait_until};
+use crate::harness::{Device, Service, trusted_pair, wait_until};
 use crate::sync::{noise, tree};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -23,30 +23,7 @@ fn two_devices(b_rel: &str) -> (Device, Device) {
         rustix::process::geteuid().is_root(),
         "the disk-trouble tests run as root (they mount a tmpfs and switch users)"
     );
-    let (pa, pb) = (free_port(), free_port());
-    let a = Device::new();
-    a.run(&[
-        "init",
-        "--name",
-        "a",
-        "--listen",
-        &format!("127.0.0.1:{pa}"),
-    ])
-    .ok();
-    let b = Device::new();
-    b.run(&[
-        "init",
-        "--name",
-        "b",
-        "--listen",
-        &format!("127.0.0.1:{pb}"),
-    ])
-    .ok();
-    let (ida, idb) = (a.id(), b.id());
-    a.run(&["device", "add", &idb, "--addr", &format!("127.0.0.1:{pb}")])
-        .ok();
-    b.run(&["device", "add", &ida, "--addr", &format!("127.0.0.1:{pa}")])
-        .ok();
+    let (a, b, ida, idb) = trusted_pair();
     a.add_folder("f", &["--id", "f", "--share", &idb]);
     b.add_folder(b_rel, &["--id", "f", "--share", &ida]);
     (a, b)

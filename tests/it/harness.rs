@@ -77,6 +77,27 @@ impl Device {
         d
     }
 
+    /// A device initialised as `name`, listening on a free loopback port (returned).
+    pub fn listening(name: &str) -> (Self, u16) {
+        let port = free_port();
+        let d = Self::new();
+        d.run(&[
+            "init",
+            "--name",
+            name,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .ok();
+        (d, port)
+    }
+
+    /// Trusts the device `id`, dialled at `127.0.0.1:port`.
+    pub fn trust(&self, id: &str, port: u16) {
+        self.run(&["device", "add", id, "--addr", &format!("127.0.0.1:{port}")])
+            .ok();
+    }
+
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
@@ -252,4 +273,15 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Two devices, "alpha" and "beta", that trust each other: (alpha, beta, alpha's ID,
+/// beta's ID). Nothing is shared and nothing runs yet.
+pub fn trusted_pair() -> (Device, Device, String, String) {
+    let (a, pa) = Device::listening("alpha");
+    let (b, pb) = Device::listening("beta");
+    let (ida, idb) = (a.id(), b.id());
+    a.trust(&idb, pb);
+    b.trust(&ida, pa);
+    (a, b, ida, idb)
 }

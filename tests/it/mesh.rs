@@ -1,42 +1,20 @@
 //! Meshes: three devices that all share one folder with each other converge.
 
-use crate::harness::{Device, Service, free_port, wait_until};
+use crate::harness::{Device, Service, wait_until};
 use crate::sync::{noise, tree};
 use std::time::Duration;
 
 /// Three running devices (`a`, `b`, `c`), each trusting the other two, all sharing folder
 /// "f" (at `f`) with both others.
 fn full_mesh() -> (Vec<Device>, Vec<Service>) {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let devs: Vec<Device> = ["a", "b", "c"]
-        .iter()
-        .zip(&ports)
-        .map(|(n, port)| {
-            let d = Device::new();
-            d.run(&[
-                "init",
-                "--name",
-                n,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .ok();
-            d
-        })
-        .collect();
+    let (devs, ports): (Vec<Device>, Vec<u16>) =
+        ["a", "b", "c"].iter().map(|n| Device::listening(n)).unzip();
     let ids: Vec<String> = devs.iter().map(Device::id).collect();
     for (i, d) in devs.iter().enumerate() {
         let mut share = vec!["--id", "f"];
         for (j, id) in ids.iter().enumerate() {
             if i != j {
-                d.run(&[
-                    "device",
-                    "add",
-                    id,
-                    "--addr",
-                    &format!("127.0.0.1:{}", ports[j]),
-                ])
-                .ok();
+                d.trust(id, ports[j]);
                 share.extend(["--share", id.as_str()]);
             }
         }

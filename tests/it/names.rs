@@ -7,7 +7,7 @@
 //! then `umount` if it is still there). A test that cannot mount it fails: `.ci/run`
 //! installs python3-fusepy.
 
-use crate::harness::{Device, Service, free_port, wait_until};
+use crate::harness::{Device, Service, trusted_pair, wait_until};
 use crate::sync::tree;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -126,30 +126,7 @@ impl Pair {
 
     /// B's folder on the fixture started with `args`, when given.
     fn with_mount(b_mount: Option<&[&str]>, seed: impl FnOnce(&Path, &Path)) -> Self {
-        let (pa, pb) = (free_port(), free_port());
-        let a = Device::new();
-        a.run(&[
-            "init",
-            "--name",
-            "alpha",
-            "--listen",
-            &format!("127.0.0.1:{pa}"),
-        ])
-        .ok();
-        let b = Device::new();
-        b.run(&[
-            "init",
-            "--name",
-            "beta",
-            "--listen",
-            &format!("127.0.0.1:{pb}"),
-        ])
-        .ok();
-        let (ida, idb) = (a.id(), b.id());
-        a.run(&["device", "add", &idb, "--addr", &format!("127.0.0.1:{pb}")])
-            .ok();
-        b.run(&["device", "add", &ida, "--addr", &format!("127.0.0.1:{pa}")])
-            .ok();
+        let (a, b, ida, idb) = trusted_pair();
         let mount = b_mount.map(|args| CiMount::at(&b.path("f"), args));
         a.add_folder("f", &["--id", "f", "--share", &idb]);
         b.add_folder("f", &["--id", "f", "--share", &ida]);

@@ -45,57 +45,14 @@ fn a_vanished_marker_stops_the_folder_and_no_deletion_reaches_the_peer() {
 #[test]
 fn a_change_travels_through_a_device_both_ends_share_with() {
     // A – M – B: A and B do not know each other.
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let devs: Vec<Device> = ["a", "m", "b"]
-        .iter()
-        .zip(&ports)
-        .map(|(n, port)| {
-            let d = Device::new();
-            d.run(&[
-                "init",
-                "--name",
-                n,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .ok();
-            d
-        })
-        .collect();
+    let (devs, ports): (Vec<Device>, Vec<u16>) =
+        ["a", "m", "b"].iter().map(|n| Device::listening(n)).unzip();
     let ids: Vec<String> = devs.iter().map(Device::id).collect();
     let (a, m, b) = (&devs[0], &devs[1], &devs[2]);
-    a.run(&[
-        "device",
-        "add",
-        &ids[1],
-        "--addr",
-        &format!("127.0.0.1:{}", ports[1]),
-    ])
-    .ok();
-    b.run(&[
-        "device",
-        "add",
-        &ids[1],
-        "--addr",
-        &format!("127.0.0.1:{}", ports[1]),
-    ])
-    .ok();
-    m.run(&[
-        "device",
-        "add",
-        &ids[0],
-        "--addr",
-        &format!("127.0.0.1:{}", ports[0]),
-    ])
-    .ok();
-    m.run(&[
-        "device",
-        "add",
-        &ids[2],
-        "--addr",
-        &format!("127.0.0.1:{}", ports[2]),
-    ])
-    .ok();
+    a.trust(&ids[1], ports[1]);
+    b.trust(&ids[1], ports[1]);
+    m.trust(&ids[0], ports[0]);
+    m.trust(&ids[2], ports[2]);
     a.add_folder("f", &["--id", "f", "--share", &ids[1]]);
     b.add_folder("f", &["--id", "f", "--share", &ids[1]]);
     m.add_folder("f", &["--id", "f", "--share", &ids[0], "--share", &ids[2]]);

@@ -1,6 +1,6 @@
 //! Two real services converge: files, directories, symlinks, edits, deletions.
 
-use crate::harness::{Device, Service, free_port, wait_until};
+use crate::harness::{Device, Service, trusted_pair, wait_until};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -15,30 +15,7 @@ pub struct SyncPair {
 }
 
 pub fn sync_pair() -> SyncPair {
-    let (pa, pb) = (free_port(), free_port());
-    let a = Device::new();
-    a.run(&[
-        "init",
-        "--name",
-        "alpha",
-        "--listen",
-        &format!("127.0.0.1:{pa}"),
-    ])
-    .ok();
-    let b = Device::new();
-    b.run(&[
-        "init",
-        "--name",
-        "beta",
-        "--listen",
-        &format!("127.0.0.1:{pb}"),
-    ])
-    .ok();
-    let (ida, idb) = (a.id(), b.id());
-    a.run(&["device", "add", &idb, "--addr", &format!("127.0.0.1:{pb}")])
-        .ok();
-    b.run(&["device", "add", &ida, "--addr", &format!("127.0.0.1:{pa}")])
-        .ok();
+    let (a, b, ida, idb) = trusted_pair();
     a.add_folder("f", &["--id", "f", "--share", &idb]);
     b.add_folder("f", &["--id", "f", "--share", &ida]);
     let sa = a.serve();
