@@ -432,6 +432,7 @@ async fn run_connection<S>(
             }
         };
         let reader = async {
+            let blocks = crate::sync::serve::BlockServer::start(&shared, peer, &conn);
             loop {
                 while let Some(msg) = decoder.next_message()? {
                     match msg {
@@ -466,7 +467,7 @@ async fn run_connection<S>(
                                     "more requests in flight than the protocol allows".into(),
                                 ));
                             }
-                            crate::sync::serve::answer_block(&shared, peer, &conn, r)
+                            blocks.submit(r)
                         }
                         Message::BlockListRequest(r) => {
                             let n = conn

@@ -127,6 +127,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// The number of config changes so far: a cached [`Self::config`] is current while
+    /// this is unchanged.
+    pub fn config_generation(&self) -> u64 {
+        *self.config_gen.borrow()
+    }
+
     pub fn config(&self) -> Config {
         self.config
             .read()
