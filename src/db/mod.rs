@@ -642,6 +642,14 @@ impl Reader {
     }
 
     /// Local files (any folder) holding a block with exactly this hash, at most `limit`.
+    pub fn local_inode_ctime(
+        &self,
+        folder: &str,
+        name: &str,
+    ) -> Result<Option<(u64, i64)>, DbError> {
+        self.at(store::local_inode_ctime(&self.conn, folder, name))
+    }
+
     pub fn find_blocks(
         &self,
         hash: &BlockHash,

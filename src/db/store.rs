@@ -1421,6 +1421,25 @@ pub fn local_changes_since(
     Ok(out)
 }
 
+/// The inode and inode change time the scanner recorded with the local entry of `name`
+/// (0 when unknown, as for an entry recorded "racily clean").
+pub fn local_inode_ctime(
+    conn: &Connection,
+    folder: &str,
+    name: &str,
+) -> Result<Option<(u64, i64)>, DbError> {
+    let (Some(folder), Some(name)) = (folder_idx(conn, folder)?, name_idx(conn, name)?) else {
+        return Ok(None);
+    };
+    let row: Option<(Option<i64>, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT inode, ctime_ns FROM files WHERE folder = ?1 AND device = ?2 AND name = ?3",
+        )?
+        .query_row(params![folder, LOCAL, name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.map(|(inode, ctime)| (to_u64(inode.unwrap_or(0)), ctime.unwrap_or(0))))
+}
+
 /// Local files holding a block with this hash, at most `limit`. The block map is keyed by
 /// a hash prefix; each candidate is checked against the full hash in its block list.
 pub fn find_blocks(

@@ -14,15 +14,19 @@
 
 use super::fsops::FolderFs;
 use crate::config::Config;
+use crate::db::Reader;
 use crate::identity::DeviceId;
 use crate::net::ConnHandle;
+use crate::protocol::FileType;
 use crate::protocol::{
     BlockHash, BlockList, BlockListRequest, Message, Request, Response, ResponseCode,
     block_list_parts, validate_name,
 };
 use crate::service::Shared;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -131,7 +135,119 @@ fn serve_loop(
 struct ServeCache {
     config: Option<(u64, Arc<Config>)>,
     root: Option<(PathBuf, FolderFs)>,
-    file: Option<(String, String, File)>,
+    file: Option<OpenFile>,
+    reader: Option<Reader>,
+}
+
+/// A file kept open for serving.
+struct OpenFile {
+    folder: String,
+    name: String,
+    file: File,
+    /// Set while the file on disk is exactly the version the index holds.
+    indexed: Option<Indexed>,
+}
+
+/// The index's version of an open file whose inode, size, modification time and inode
+/// change time are still those the scanner recorded: its blocks are known without
+/// hashing them again (see [`TRUST_MIN`]).
+struct Indexed {
+    stat: DiskStat,
+    /// offset -> (size, hash)
+    blocks: HashMap<u64, (u32, BlockHash)>,
+}
+
+/// What tells one version of a file from another, as the scanner compares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DiskStat {
+    inode: u64,
+    size: u64,
+    modified_ns: i64,
+    ctime_ns: i64,
+}
+
+impl DiskStat {
+    fn of(file: &File) -> Option<Self> {
+        let m = file.metadata().ok()?;
+        Some(Self {
+            inode: m.ino(),
+            size: m.len(),
+            modified_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+            ctime_ns: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
+        })
+    }
+}
+
+/// Files at least this big are served without hashing each block when the file is
+/// unchanged since it was indexed: the block's offset, size and hash are the indexed
+/// version's, and an `fstat` after the read shows the same inode, size, modification
+/// time and inode change time as the index recorded. That is the scanner's own test for
+/// "unchanged" (a file modified within its racy window is recorded with no ctime, so it
+/// never passes), and the kernel stamps a new ctime on any write after that `fstat`'s
+/// predecessor. What a peer receives is checked against the hash there anyway
+/// (invariant 2); this only spares the sender a second BLAKE3 pass over data it has just
+/// indexed (about 0.4 CPU-s per GiB here). Smaller files are hashed: for them the index
+/// lookup costs more than the hash.
+pub const TRUST_MIN: u64 = 1 << 20;
+
+impl OpenFile {
+    /// Opens the bookkeeping for `file` just opened as `folder`/`name`.
+    fn new(folder: &str, name: &str, file: File, reader: Option<&Reader>) -> Self {
+        let indexed = reader.and_then(|r| indexed_version(r, folder, name, &file));
+        Self {
+            folder: folder.to_string(),
+            name: name.to_string(),
+            file,
+            indexed,
+        }
+    }
+
+    /// Reads the requested block: true when it is the requested one.
+    fn read(&mut self, req: &Request, data: &mut [u8]) -> std::io::Result<bool> {
+        self.file.read_exact_at(data, req.offset)?;
+        if let Some(ix) = &self.indexed
+            && ix.blocks.get(&req.offset) == Some(&(req.size, req.hash))
+        {
+            if DiskStat::of(&self.file) == Some(ix.stat) {
+                return Ok(true);
+            }
+            // Changed since indexed: every block is hashed from now on.
+            self.indexed = None;
+        }
+        Ok(BlockHash::of(data) == req.hash)
+    }
+}
+
+/// The index's version of `file`, when the file is big enough and exactly that version.
+fn indexed_version(reader: &Reader, folder: &str, name: &str, file: &File) -> Option<Indexed> {
+    let stat = DiskStat::of(file)?;
+    if stat.size < TRUST_MIN {
+        return None;
+    }
+    let info = reader.get_local(folder, name).ok()??;
+    let (inode, ctime_ns) = reader.local_inode_ctime(folder, name).ok()??;
+    let recorded = DiskStat {
+        inode,
+        size: info.size,
+        modified_ns: info.modified_ns,
+        ctime_ns,
+    };
+    if info.deleted || info.file_type != FileType::File || recorded != stat || ctime_ns == 0 {
+        return None;
+    }
+    let mut blocks = HashMap::with_capacity(info.blocks.len());
+    let mut offset = 0u64;
+    for b in &info.blocks {
+        blocks.insert(offset, (b.size, b.hash));
+        offset += u64::from(b.size);
+    }
+    (offset == info.size).then_some(Indexed { stat, blocks })
 }
 
 impl ServeCache {
@@ -164,30 +280,29 @@ enum Named {
 /// Reads `req`'s block from its file under `root`: through the cached handle first, then
 /// (if that did not give the block) from names opened afresh, which are then cached.
 fn read_named(cache: &mut ServeCache, root: &Path, req: &Request, data: &mut [u8]) -> Named {
-    let good = |file: &File, data: &mut [u8]| {
-        file.read_exact_at(data, req.offset)
-            .map(|()| BlockHash::of(data) == req.hash)
-    };
     if let Some((p, fs)) = &cache.root
         && p == root
     {
-        match &cache.file {
-            Some((f, n, file)) if *f == req.folder && *n == req.name => {
-                if good(file, data).unwrap_or(false) {
+        match &mut cache.file {
+            Some(open) if open.folder == req.folder && open.name == req.name => {
+                if open.read(req, data).unwrap_or(false) {
                     return Named::Good;
                 }
             }
             _ => {
-                if let Ok(file) = fs.open_read(&req.name)
-                    && good(&file, data).unwrap_or(false)
-                {
-                    cache.file = Some((req.folder.clone(), req.name.clone(), file));
-                    return Named::Good;
+                if let Ok(file) = fs.open_read(&req.name) {
+                    let mut open =
+                        OpenFile::new(&req.folder, &req.name, file, cache.reader.as_ref());
+                    if open.read(req, data).unwrap_or(false) {
+                        cache.file = Some(open);
+                        return Named::Good;
+                    }
                 }
             }
         }
     }
-    // The cached handles may be stale (the file or folder replaced): open afresh.
+    // The cached handles may be stale (the file or folder replaced): open afresh, and
+    // hash.
     cache.file = None;
     cache.root = None;
     let fs = match FolderFs::open(root) {
@@ -195,12 +310,17 @@ fn read_named(cache: &mut ServeCache, root: &Path, req: &Request, data: &mut [u8
         Err(_) => return Named::NoRoot,
     };
     let named = match fs.open_read(&req.name) {
-        Ok(file) => match good(&file, data) {
-            Ok(true) => {
-                cache.file = Some((req.folder.clone(), req.name.clone(), file));
+        Ok(file) => match file.read_exact_at(data, req.offset) {
+            Ok(()) if BlockHash::of(data) == req.hash => {
+                cache.file = Some(OpenFile::new(
+                    &req.folder,
+                    &req.name,
+                    file,
+                    cache.reader.as_ref(),
+                ));
                 Named::Good
             }
-            Ok(false) => Named::Differs,
+            Ok(()) => Named::Differs,
             Err(_) => Named::Unreadable,
         },
         Err(_) => Named::Unreadable,
@@ -258,6 +378,9 @@ fn read_block(
     {
         return (ResponseCode::Invalid, Vec::new());
     }
+    if cache.reader.is_none() {
+        cache.reader = shared.db.reader().ok();
+    }
     let mut data = vec![0u8; req.size as usize];
     let named = read_named(cache, &folder.path, req, &mut data);
     if named == Named::Good {
@@ -267,7 +390,7 @@ fn read_block(
         return (ResponseCode::Generic, Vec::new());
     }
     // Any other local file with the same block serves as well (shared folders only).
-    if let Ok(reader) = shared.db.reader()
+    if let Some(reader) = &cache.reader
         && let Ok(locs) = reader.find_blocks(&req.hash, 4)
     {
         for loc in locs {
@@ -417,7 +540,7 @@ mod tests {
             read(&mut cache, root, &r4),
             (Named::Good, v1[..10].to_vec())
         );
-        assert!(cache.file.as_ref().is_some_and(|(_, n, _)| n == "d/y"));
+        assert!(cache.file.as_ref().is_some_and(|o| o.name == "d/y"));
     }
 
     #[test]
@@ -447,5 +570,68 @@ mod tests {
         let (named, data) = read(&mut cache, &root, &y);
         assert!(named == Named::NoRoot || (named == Named::Good && data == b"other"));
         assert_eq!(read(&mut ServeCache::default(), &root, &y).0, Named::NoRoot);
+    }
+
+    /// A file opened with its indexed version, as `indexed_version` makes it when the
+    /// file is unchanged since it was indexed.
+    fn trusted(path: &Path, blocks: &[(u64, &[u8])]) -> OpenFile {
+        let file = File::open(path).expect("open");
+        let stat = DiskStat::of(&file).expect("stat");
+        OpenFile {
+            folder: "f".into(),
+            name: "x".into(),
+            file,
+            indexed: Some(Indexed {
+                stat,
+                blocks: blocks
+                    .iter()
+                    .map(|(o, d)| (*o, (d.len() as u32, BlockHash::of(d))))
+                    .collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_indexed_block_is_trusted_only_while_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("x");
+        let v1: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &v1).expect("write");
+        let mut open = trusted(&path, &[(0, &v1[..4096]), (4096, &v1[4096..])]);
+        let r = request("x", 4096, &v1[4096..]);
+        let mut data = vec![0u8; 4096];
+        assert!(open.read(&r, &mut data).expect("read"));
+        assert_eq!(data, v1[4096..]);
+        // Rewritten in place, same size, modification time put back: only the inode
+        // change time tells. The block must be hashed, and it no longer matches.
+        let before = std::fs::metadata(&path).expect("stat");
+        let mut v2 = v1.clone();
+        v2[5000] ^= 0xff;
+        std::fs::write(&path, &v2).expect("write");
+        let mtime = std::fs::FileTimes::new().set_modified(before.modified().expect("mtime"));
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_times(mtime))
+            .expect("set mtime");
+        assert_eq!(
+            std::fs::metadata(&path)
+                .expect("stat")
+                .modified()
+                .expect("mtime"),
+            before.modified().expect("mtime")
+        );
+        assert!(
+            !open.read(&r, &mut data).expect("read"),
+            "served a changed block as indexed"
+        );
+        assert!(open.indexed.is_none(), "trust is dropped for good");
+        // The unchanged first block still reads right, now hashed.
+        let r0 = request("x", 0, &v1[..4096]);
+        assert!(open.read(&r0, &mut data).expect("read"));
+        // A request for a block the index does not have at that offset is hashed too.
+        let mut open = trusted(&path, &[(0, &v1[..4096])]);
+        let wrong = request("x", 0, &v2[4096..]);
+        assert!(!open.read(&wrong, &mut data).expect("read"));
     }
 }
