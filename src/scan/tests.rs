@@ -56,6 +56,7 @@ impl Folder {
             only,
             caps: crate::sync::names::FsCaps::PLAIN,
             ignore_perms: false,
+            previous_blocks: None,
         };
         let mut changes = Vec::new();
         let summary = scan(
@@ -249,6 +250,7 @@ fn a_bad_shoalignore_stops_the_scan() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("bad pattern");
     assert!(matches!(err, ScanFailure::Ignores(_)));
@@ -567,6 +569,7 @@ fn a_normalising_file_system_indexes_nfd_names_in_nfc() {
             normalising: true,
         },
         ignore_perms: false,
+        previous_blocks: None,
     };
     let mut changes = Vec::new();
     let summary = scan(
@@ -661,6 +664,7 @@ fn changes_arrive_in_batches_and_a_sink_error_stops_the_scan() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let mut sizes = Vec::new();
     let summary = scan(
@@ -708,6 +712,7 @@ fn progress_is_throttled_and_adds_up() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let calls = std::sync::Mutex::new(Vec::new());
     let summary = scan(&req, &mut |_| Ok::<(), String>(()), &|p| {
@@ -738,6 +743,7 @@ fn a_missing_root_is_a_failure() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("no root");
     assert!(matches!(err, ScanFailure::Root { .. }), "{err}");
@@ -763,6 +769,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let mut changes = Vec::new();
     scan(
