@@ -163,6 +163,9 @@ fn scan_into(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get_local(&folder.id, name);
+        if let Err(e) = &found {
+            tracing::debug!(name, error = %e, "cannot look up the previous blocks");
+        }
         found.ok().flatten().and_then(|f| {
             (f.modified_by == local && f.file_type == crate::protocol::FileType::File && !f.deleted)
                 .then_some(f.blocks)

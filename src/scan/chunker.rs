@@ -261,7 +261,10 @@ impl BlockHasher {
                 let mut j = i;
                 while let Some(b) = prev.get(j) {
                     let size = u64::from(b.size);
-                    if at[j] + max > old_len || end + max > len || end + size - p > batch.len() as u64 {
+                    if at[j] + max > old_len
+                        || end + max > len
+                        || end + size - p > batch.len() as u64
+                    {
                         break;
                     }
                     end += size;
@@ -312,6 +315,7 @@ impl BlockHasher {
             next = by_hash.get(&b.hash).map(|k| k + 1);
             recut += size as u64;
             if next.is_none() && recut > RECUT_MAX {
+                tracing::debug!(at = p, "no block of the previous version found again");
                 return Ok(None);
             }
         }

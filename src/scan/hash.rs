@@ -96,6 +96,7 @@ fn hash_one(
         .previous_blocks
         .filter(|_| before.len() >= INCREMENTAL_MIN)
         .and_then(|f| (f.0)(name));
+    let had_previous = previous.as_ref().map(Vec::len);
     let incremental = match previous {
         Some(prev) => hasher.hash_from_previous(
             &|buf, off| file.read_exact_at(buf, off),
@@ -106,8 +107,12 @@ fn hash_one(
         ),
         None => Ok(None),
     };
+    let mut how = "whole";
     let result = match incremental {
-        Ok(Some(blocks)) => Ok((blocks, before.len())),
+        Ok(Some(blocks)) => {
+            how = "against the previous blocks";
+            Ok((blocks, before.len()))
+        }
         // Shorter than when opened: it is being written.
         Err(HashError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return retry(),
         Err(e) => Err(e),
@@ -130,7 +135,7 @@ fn hash_one(
         Err(HashError::Io(e)) => return Some(Event::error(name, format!("cannot read: {e}"))),
     };
     drop(file);
-    tracing::debug!(name, bytes = total, took = ?t0.elapsed(), "hashed");
+    tracing::debug!(name, bytes = total, how, previous = ?had_previous, took = ?t0.elapsed(), "hashed");
     match std::fs::symlink_metadata(ctx.root.join(name)) {
         Ok(after) if total == before.len() && same_token(&before, &after) => {}
         _ => return retry(),

@@ -784,3 +784,53 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
     assert_eq!(names(&changes), ["d", "d/x"]);
     assert_eq!(find(&changes, "d/x").info.blocks.len(), 1);
 }
+
+#[test]
+fn a_big_file_edited_is_rehashed_against_its_previous_blocks_to_the_same_list() {
+    let mut f = Folder::new();
+    let old = random_bytes(12 << 20, 41);
+    f.write("big", &old);
+    let (changes, _) = f.sync(None);
+    let before = find(&changes, "big").info.blocks.clone();
+    assert_eq!(before, blocks_of(&old));
+    // One byte inserted at the start and 1 MiB overwritten in the middle.
+    let mut new = old.clone();
+    new[6 << 20..7 << 20].copy_from_slice(&random_bytes(1 << 20, 42));
+    new.insert(0, 0x5a);
+    fs::write(f.path("big"), &new).expect("write");
+    let asked = AtomicBool::new(false);
+    let lookup = |name: &str| {
+        asked.store(true, Ordering::Relaxed);
+        (name == "big").then(|| before.clone())
+    };
+    let req = ScanRequest {
+        root: f.root(),
+        prev: &f.index,
+        only: None,
+        caps: crate::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
+        previous_blocks: Some(PreviousBlocks(&lookup)),
+    };
+    let mut changes = Vec::new();
+    let summary = scan(
+        &req,
+        &mut |batch: Vec<LocalChange>| -> Result<(), String> {
+            changes.extend(batch);
+            Ok(())
+        },
+        &|_| {},
+    )
+    .expect("scan");
+    assert!(
+        asked.load(Ordering::Relaxed),
+        "the previous blocks were not asked for"
+    );
+    let c = find(&changes, "big");
+    assert_eq!(c.info.size, new.len() as u64);
+    assert_eq!(c.info.blocks, blocks_of(&new));
+    assert_eq!(
+        summary.bytes_hashed,
+        new.len() as u64,
+        "progress counts each byte once"
+    );
+}

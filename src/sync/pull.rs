@@ -1170,7 +1170,9 @@ fn fetch_group(
                 });
                 if ready.len() > FSYNC_EACH_MAX {
                     // syncfs will do: don't hold thousands of descriptors open.
-                    ready.iter_mut().for_each(|r| (r.file, r.old) = (None, None));
+                    ready
+                        .iter_mut()
+                        .for_each(|r| (r.file, r.old) = (None, None));
                 }
             }
             Err(e) => {

@@ -144,7 +144,9 @@ pub fn from_previous(
     let done: Vec<(u64, Vec<(u64, BlockInfo)>)> = pieces
         .into_par_iter()
         .map_init(Vec::new, |buf, (r, blocks)| {
-            copy_piece(&src, temp, r, blocks, buf)
+            let done = copy_piece(&src, temp, r, blocks, buf);
+            start_writeback(temp, r);
+            done
         })
         .collect();
     let mut good = 0u64;
@@ -164,6 +166,20 @@ pub fn from_previous(
         rest,
         bytes: good,
         old: (old.size >= KEEP_OLD_MIN).then_some(src),
+    }
+}
+
+/// Starts writing the pages of a finished piece to the disk, so that the `fdatasync` the
+/// caller must do before the rename (invariant 1) finds less left to write. Only a hint
+/// (`POSIX_FADV_DONTNEED` starts the writeback of the range's dirty pages; pages under
+/// writeback are not dropped). Only the pages that no other piece writes: the page a piece
+/// shares with its neighbour is left to the final sync, as a write to a page under
+/// writeback may have to wait for it to complete.
+fn start_writeback(temp: &File, r: Run) {
+    let start = r.dst.div_ceil(PAGE) * PAGE;
+    let end = (r.dst + r.len) / PAGE * PAGE;
+    if let Some(len) = end.checked_sub(start).and_then(std::num::NonZeroU64::new) {
+        let _ = rustix::fs::fadvise(temp, start, Some(len), rustix::fs::Advice::DontNeed);
     }
 }
 
@@ -340,7 +356,9 @@ mod tests {
         let (temp, _) = fs.open_temp("f").expect("temp");
         let blocks = crate::scan::blocks_of(new);
         let Reused {
-            rest, bytes: reused, ..
+            rest,
+            bytes: reused,
+            ..
         } = from_previous(&fs, Some(&prev), &temp, todo_of(&blocks));
         temp.set_len(new.len() as u64).expect("len");
         let mut got = vec![0u8; new.len()];
