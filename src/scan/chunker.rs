@@ -242,6 +242,16 @@ impl BlockHasher {
         if len < 2 * max || old_len < 2 * max {
             return Ok(None);
         }
+        // A list cut with other sizes (an index written by an earlier version) would
+        // carry its cut points over: such a list is not used. Its blocks would almost
+        // surely break these bounds somewhere.
+        let sizes = MIN_BLOCK as u32..=MAX_BLOCK as u32;
+        if prev[..prev.len() - 1]
+            .iter()
+            .any(|b| !sizes.contains(&b.size))
+        {
+            return Ok(None);
+        }
         let [batch, window] = &mut self.bufs;
         let batch = &mut batch.data;
         let window = &mut window.data;
@@ -506,6 +516,24 @@ pub(crate) mod tests {
             let got = from_previous(&old, new).expect("an edit re-synchronises");
             assert_eq!(got, blocks_of(new));
         }
+    }
+
+    #[test]
+    fn a_list_cut_with_other_sizes_is_not_used() {
+        let old = random_bytes(4 << 20, 26);
+        let new = edited(&old, 1, 0, 1, 27);
+        let eight: Vec<BlockInfo> = FastCDC::new(&old, 8 << 10, AVG_BLOCK, MAX_BLOCK)
+            .map(|c| block(&old[c.offset..c.offset + c.length]))
+            .collect();
+        let read_at = |buf: &mut [u8], off: u64| -> io::Result<()> {
+            let o = off as usize;
+            buf.copy_from_slice(&new[o..o + buf.len()]);
+            Ok(())
+        };
+        let got = BlockHasher::default()
+            .hash_from_previous(&read_at, new.len() as u64, &eight, &mut |_| {}, &|| false)
+            .expect("reading from memory cannot fail");
+        assert_eq!(got, None);
     }
 
     #[test]
