@@ -110,6 +110,7 @@ fn run(root: &Path, prev: &HashMap<String, ScanState>) -> (Vec<LocalChange>, Sca
         only: None,
         caps: shoal::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let summary = scan(
         &req,

@@ -154,13 +154,30 @@ fn scan_into(
         }
         _ => reader.scan_state(&folder.id)?,
     };
-    drop(reader);
+    // The blocks of a changed big file as this device last cut them (see
+    // `ScanRequest::previous_blocks`): never a list a peer sent.
+    let local = db.local_device().short();
+    let reader = std::sync::Mutex::new(reader);
+    let previous_blocks = |name: &str| {
+        let found = reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_local(&folder.id, name);
+        if let Err(e) = &found {
+            tracing::debug!(name, error = %e, "cannot look up the previous blocks");
+        }
+        found.ok().flatten().and_then(|f| {
+            (f.modified_by == local && f.file_type == crate::protocol::FileType::File && !f.deleted)
+                .then_some(f.blocks)
+        })
+    };
     let req = ScanRequest {
         root: Path::new(&folder.path),
         prev: &prev,
         only,
         caps,
         ignore_perms: folder.ignore_perms,
+        previous_blocks: Some(scan::PreviousBlocks(&previous_blocks)),
     };
     let mut marker_lost = None;
     let mut sink = |batch: Vec<scan::LocalChange>| -> Result<(), IndexError> {

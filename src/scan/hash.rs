@@ -1,6 +1,6 @@
 //! Hashing the files the walk found changed, in parallel, one read buffer per worker.
 
-use super::chunker::{BlockHasher, HashError};
+use super::chunker::{BlockHasher, HashError, INCREMENTAL_MIN};
 use super::walk::{Ctx, change};
 use super::{Event, RACY_WINDOW_NS};
 use crate::protocol::FileType;
@@ -10,7 +10,7 @@ use rustix::fs::{Advice, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -85,19 +85,57 @@ fn hash_one(
     // Only a hint for the kernel's read-ahead; nothing depends on it.
     let _ = rustix::fs::fadvise(&file, 0, None, Advice::Sequential);
     let shared = ctx.shared;
-    let result = hasher.hash_reader(
-        &file,
-        &mut |n| {
-            shared.bytes_hashed.fetch_add(n, Ordering::Relaxed);
-        },
-        &|| shared.stopped(),
-    );
+    let t0 = std::time::Instant::now();
+    let mut counted = 0u64;
+    let mut count = |n| {
+        counted += n;
+        shared.bytes_hashed.fetch_add(n, Ordering::Relaxed);
+    };
+    // A big file this device indexed before: re-hashed against its previous blocks.
+    let previous = ctx
+        .previous_blocks
+        .filter(|_| before.len() >= INCREMENTAL_MIN)
+        .and_then(|f| (f.0)(name));
+    let had_previous = previous.as_ref().map(Vec::len);
+    let incremental = match previous {
+        Some(prev) => hasher.hash_from_previous(
+            &|buf, off| file.read_exact_at(buf, off),
+            before.len(),
+            &prev,
+            &mut count,
+            &|| shared.stopped(),
+        ),
+        None => Ok(None),
+    };
+    let mut how = "whole";
+    let result = match incremental {
+        Ok(Some(blocks)) => {
+            how = "against the previous blocks";
+            Ok((blocks, before.len()))
+        }
+        // Shorter than when opened: it is being written.
+        Err(HashError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return retry(),
+        Err(e) => Err(e),
+        Ok(None) => {
+            // Read whole instead (the cursor is still at the start: only positioned reads
+            // were made); progress counts the bytes once.
+            shared.bytes_hashed.fetch_sub(counted, Ordering::Relaxed);
+            hasher.hash_reader(
+                &file,
+                &mut |n| {
+                    shared.bytes_hashed.fetch_add(n, Ordering::Relaxed);
+                },
+                &|| shared.stopped(),
+            )
+        }
+    };
     let (blocks, total) = match result {
         Ok(r) => r,
         Err(HashError::Stopped) => return None,
         Err(HashError::Io(e)) => return Some(Event::error(name, format!("cannot read: {e}"))),
     };
     drop(file);
+    tracing::debug!(name, bytes = total, how, previous = ?had_previous, took = ?t0.elapsed(), "hashed");
     match std::fs::symlink_metadata(ctx.root.join(name)) {
         Ok(after) if total == before.len() && same_token(&before, &after) => {}
         _ => return retry(),

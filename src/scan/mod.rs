@@ -54,7 +54,8 @@ mod walk;
 mod tests;
 
 pub use chunker::{
-    AVG_BLOCK, BlockHasher, HashError, MAX_BLOCK, MIN_BLOCK, READ_BUFFER, blocks_of,
+    AVG_BLOCK, BlockHasher, HashError, INCREMENTAL_MIN, MAX_BLOCK, MIN_BLOCK, READ_BUFFER,
+    blocks_of,
 };
 pub use ignores::{IgnoreError, Ignores, is_internal};
 
@@ -98,6 +99,23 @@ pub struct ScanRequest<'a> {
     /// one is recorded as 0644 (0755 for a directory), so a file system that cannot store
     /// modes announces none of its made-up ones and a local chmod is no change.
     pub ignore_perms: bool,
+    /// The block list this device's scanner last recorded for a file, by name: a big file
+    /// that changed is then re-hashed against it (`BlockHasher::hash_from_previous`:
+    /// the same blocks as a full cut, much less work for an edit). Only lists this
+    /// scanner made may be given (not a peer's, whose cut points nothing here checks).
+    pub previous_blocks: Option<PreviousBlocks<'a>>,
+}
+
+/// Looks up the blocks a file had when this device's scanner last read it.
+#[derive(Clone, Copy)]
+pub struct PreviousBlocks<'a>(
+    pub &'a (dyn Fn(&str) -> Option<Vec<crate::protocol::BlockInfo>> + Sync + 'a),
+);
+
+impl fmt::Debug for PreviousBlocks<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreviousBlocks")
+    }
 }
 
 /// An entry the scan skipped, and why.

@@ -56,6 +56,7 @@ impl Folder {
             only,
             caps: crate::sync::names::FsCaps::PLAIN,
             ignore_perms: false,
+            previous_blocks: None,
         };
         let mut changes = Vec::new();
         let summary = scan(
@@ -249,6 +250,7 @@ fn a_bad_shoalignore_stops_the_scan() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("bad pattern");
     assert!(matches!(err, ScanFailure::Ignores(_)));
@@ -567,6 +569,7 @@ fn a_normalising_file_system_indexes_nfd_names_in_nfc() {
             normalising: true,
         },
         ignore_perms: false,
+        previous_blocks: None,
     };
     let mut changes = Vec::new();
     let summary = scan(
@@ -661,6 +664,7 @@ fn changes_arrive_in_batches_and_a_sink_error_stops_the_scan() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let mut sizes = Vec::new();
     let summary = scan(
@@ -708,6 +712,7 @@ fn progress_is_throttled_and_adds_up() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let calls = std::sync::Mutex::new(Vec::new());
     let summary = scan(&req, &mut |_| Ok::<(), String>(()), &|p| {
@@ -738,6 +743,7 @@ fn a_missing_root_is_a_failure() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let err = scan(&req, &mut |_| Ok::<(), String>(()), &|_| {}).expect_err("no root");
     assert!(matches!(err, ScanFailure::Root { .. }), "{err}");
@@ -763,6 +769,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
+        previous_blocks: None,
     };
     let mut changes = Vec::new();
     scan(
@@ -776,4 +783,54 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
     .expect("scan");
     assert_eq!(names(&changes), ["d", "d/x"]);
     assert_eq!(find(&changes, "d/x").info.blocks.len(), 1);
+}
+
+#[test]
+fn a_big_file_edited_is_rehashed_against_its_previous_blocks_to_the_same_list() {
+    let mut f = Folder::new();
+    let old = random_bytes(12 << 20, 41);
+    f.write("big", &old);
+    let (changes, _) = f.sync(None);
+    let before = find(&changes, "big").info.blocks.clone();
+    assert_eq!(before, blocks_of(&old));
+    // One byte inserted at the start and 1 MiB overwritten in the middle.
+    let mut new = old.clone();
+    new[6 << 20..7 << 20].copy_from_slice(&random_bytes(1 << 20, 42));
+    new.insert(0, 0x5a);
+    fs::write(f.path("big"), &new).expect("write");
+    let asked = AtomicBool::new(false);
+    let lookup = |name: &str| {
+        asked.store(true, Ordering::Relaxed);
+        (name == "big").then(|| before.clone())
+    };
+    let req = ScanRequest {
+        root: f.root(),
+        prev: &f.index,
+        only: None,
+        caps: crate::sync::names::FsCaps::PLAIN,
+        ignore_perms: false,
+        previous_blocks: Some(PreviousBlocks(&lookup)),
+    };
+    let mut changes = Vec::new();
+    let summary = scan(
+        &req,
+        &mut |batch: Vec<LocalChange>| -> Result<(), String> {
+            changes.extend(batch);
+            Ok(())
+        },
+        &|_| {},
+    )
+    .expect("scan");
+    assert!(
+        asked.load(Ordering::Relaxed),
+        "the previous blocks were not asked for"
+    );
+    let c = find(&changes, "big");
+    assert_eq!(c.info.size, new.len() as u64);
+    assert_eq!(c.info.blocks, blocks_of(&new));
+    assert_eq!(
+        summary.bytes_hashed,
+        new.len() as u64,
+        "progress counts each byte once"
+    );
 }

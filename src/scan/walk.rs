@@ -30,6 +30,8 @@ pub(super) struct Ctx<'a> {
     /// How the file system compares names (see `sync::names`).
     pub caps: FsCaps,
     pub ignore_perms: bool,
+    /// See [`super::ScanRequest::previous_blocks`].
+    pub previous_blocks: Option<super::PreviousBlocks<'a>>,
     tx: &'a Sender<Event>,
 }
 
@@ -80,6 +82,7 @@ pub(super) fn produce(
         shared,
         caps: req.caps,
         ignore_perms: req.ignore_perms,
+        previous_blocks: req.previous_blocks,
         tx: &tx,
     };
     // Where names fold, spellings come from directory listings only.

@@ -118,6 +118,8 @@ struct Ready {
     temp: String,
     /// Kept open only while the batch is small enough to fsync file by file.
     file: Option<std::fs::File>,
+    /// The big file this one replaces, kept open across the rename (`reuse::Reused::old`).
+    old: Option<std::fs::File>,
 }
 
 /// Up to this many files a batch fsyncs each file; above, one `syncfs` for the batch.
@@ -779,12 +781,14 @@ fn put_in_place(
         }
         return Err(());
     }
+    let mut replaced = Vec::new();
     for r in ready {
         let name = r.remote.name.clone();
         // The file being replaced goes to .shoal/versions/ when versioning is on.
         let res = super::versions::keep(fs, folder.versioning, &name)
             .and_then(|_| fs.rename(&r.temp, &name))
             .and_then(|()| stat_change(fs, &r.remote));
+        replaced.extend(r.old);
         match res {
             Ok(c) => done.push(c),
             Err(e) => {
@@ -792,6 +796,14 @@ fn put_in_place(
                 report.failed.push((name, why));
             }
         }
+    }
+    if !replaced.is_empty() {
+        // The last descriptor of a replaced big file: closing it frees its blocks, which
+        // can take tens of milliseconds; nobody needs to wait for that. Should the thread
+        // not start, they are closed here.
+        let _ = std::thread::Builder::new()
+            .name("shoal-close".into())
+            .spawn(move || drop(replaced));
     }
     Ok(())
 }
@@ -899,6 +911,8 @@ struct Prepared {
     file: std::fs::File,
     missing: Vec<(u64, BlockInfo)>,
     device: DeviceId,
+    /// The previous version, when big (`reuse::Reused::old`).
+    old: Option<std::fs::File>,
 }
 
 /// Opens the temp file for `remote` and fills in what is already there (a resumed pull),
@@ -929,8 +943,9 @@ fn prepare(
         todo.push((here, *b));
     }
     // The file's own previous version first: copied in the kernel, verified in the temp.
-    let (todo, reused) = super::reuse::from_previous(fs, previous, &file, todo);
-    report.bytes_reused += reused;
+    let reused = super::reuse::from_previous(fs, previous, &file, todo);
+    report.bytes_reused += reused.bytes;
+    let todo = reused.rest;
     let mut missing: Vec<(u64, BlockInfo)> = Vec::new();
     for (here, b) in todo {
         let data = sources.fetched_block(fs, &b).or_else(|| {
@@ -955,6 +970,7 @@ fn prepare(
         file,
         missing,
         device,
+        old: reused.old,
     })
 }
 
@@ -1150,10 +1166,13 @@ fn fetch_group(
                     remote: p.remote,
                     temp: p.temp,
                     file: Some(p.file),
+                    old: p.old,
                 });
                 if ready.len() > FSYNC_EACH_MAX {
                     // syncfs will do: don't hold thousands of descriptors open.
-                    ready.iter_mut().for_each(|r| r.file = None);
+                    ready
+                        .iter_mut()
+                        .for_each(|r| (r.file, r.old) = (None, None));
                 }
             }
             Err(e) => {

@@ -8,11 +8,12 @@
 //! Here, for the file's own previous version (the local index entry, which the caller has
 //! just compared with the disk):
 //! 1. the blocks the new version shares with it are grouped into runs contiguous in both
-//!    files and copied with `copy_file_range` (inside the kernel: no copy through our
-//!    memory; on file systems with reflinks the kernel may even share the extents), with a
+//!    files, cut into pieces of at most `PIECE` bytes, and the pieces are copied on every
+//!    core at once: with `copy_file_range` (inside the kernel: no copy through our memory;
+//!    on file systems with reflinks the kernel may even share the extents), with a
 //!    read/write fallback where the call is not supported;
-//! 2. then **every copied block is verified in the temp file**: read back in spans of at
-//!    most `VERIFY_SPAN` and hashed (in parallel) against the new version's block list.
+//! 2. then **every copied block is verified in the temp file**: each piece is read back
+//!    right after its copy and its blocks hashed against the new version's block list.
 //!    A block that does not match (the old file was changed by someone meanwhile, or the
 //!    index was wrong) is left to be fetched like any other. Verifying the temp file itself,
 //!    rather than the source before copying, leaves no window between check and use:
@@ -35,18 +36,22 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-/// Most bytes read back at once to verify copied blocks.
-const VERIFY_SPAN: usize = 8 << 20;
-
 /// A run whose source and destination offsets differ within a page (bytes inserted or
 /// removed before it) is copied through a buffer instead: the kernel's copy would write
 /// every destination page in two pieces, and the bytes hashed in the buffer are the very
 /// bytes written, so no read-back is needed.
 const PAGE: u64 = 4096;
 
-/// Bytes read, verified and written at once on that path: small enough to stay in the
-/// cache between the read, the hash and the write.
-const COPY_SPAN: usize = 1 << 20;
+/// Runs are cut into pieces of at most this many bytes (at block boundaries), and the
+/// pieces are copied and verified on every core at once: each is copied (in the kernel,
+/// or read into a buffer when shifted) and verified while the others are being copied. Small enough for a piece to stay in the cache between
+/// the copy (or read), the hash and the write; measured on a 256 MiB file shifted by one
+/// byte (bench/notes.md §14, 11.3): 1 MiB spans beat 256 KiB and 8 MiB ones.
+const PIECE: u64 = 1 << 20;
+
+/// Files at least this large keep their previous version's descriptor until after the
+/// rename (see [`Reused::old`]).
+const KEEP_OLD_MIN: u64 = 16 << 20;
 
 /// A range copied from the old file: where from, where to, how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,24 +61,42 @@ struct Run {
     len: u64,
 }
 
+/// What [`from_previous`] did.
+#[derive(Debug, Default)]
+pub struct Reused {
+    /// The blocks still to find elsewhere (offset in the new version, block), in order.
+    pub rest: Vec<(u64, BlockInfo)>,
+    /// Bytes copied from the previous version and verified in the temp file.
+    pub bytes: u64,
+    /// The previous version, open, when it is big: whoever renames the new version over
+    /// it keeps this descriptor until the rename is done and closes it afterwards, off the
+    /// critical path. The kernel frees a replaced file's blocks when its last link and
+    /// descriptor go, so with the descriptor open the rename does not wait for a large
+    /// file's blocks to be freed (28 ms for 256 MiB on ext4).
+    pub old: Option<File>,
+}
+
 /// Copies into `temp` every block of `todo` (offset in the new version, block) that the
-/// previous local version `old` holds, and verifies it there. Returns the blocks still to
-/// find elsewhere and the bytes reused. Nothing is copied when `old` is not a live file
-/// whose size and mtime on disk are still those of the index entry.
+/// previous local version `old` holds, and verifies it there. Nothing is copied when `old`
+/// is not a live file whose size and mtime on disk are still those of the index entry.
 pub fn from_previous(
     fs: &FolderFs,
     old: Option<&FileInfo>,
     temp: &File,
     todo: Vec<(u64, BlockInfo)>,
-) -> (Vec<(u64, BlockInfo)>, u64) {
+) -> Reused {
+    let nothing = |rest| Reused {
+        rest,
+        ..Reused::default()
+    };
     let Some(old) = old.filter(|o| o.file_type == FileType::File && !o.deleted) else {
-        return (todo, 0);
+        return nothing(todo);
     };
     if old.blocks.is_empty() || todo.is_empty() {
-        return (todo, 0);
+        return nothing(todo);
     }
     let Ok(src) = fs.open_read(&old.name) else {
-        return (todo, 0);
+        return nothing(todo);
     };
     let same = src.metadata().is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
@@ -82,7 +105,7 @@ pub fn from_previous(
             && m.mtime() * 1_000_000_000 + m.mtime_nsec() == old.modified_ns
     });
     if !same {
-        return (todo, 0);
+        return nothing(todo);
     }
     let mut at: HashMap<BlockHash, u64> = HashMap::with_capacity(old.blocks.len());
     let mut offset = 0u64;
@@ -90,8 +113,9 @@ pub fn from_previous(
         at.entry(b.hash).or_insert(offset);
         offset += u64::from(b.size);
     }
-    // Runs with the blocks they hold (offsets in the new version).
-    let mut runs: Vec<(Run, Vec<(u64, BlockInfo)>)> = Vec::new();
+    // Pieces of runs contiguous in both files, with the blocks they hold (offsets in the
+    // new version).
+    let mut pieces: Vec<(Run, Vec<(u64, BlockInfo)>)> = Vec::new();
     let mut rest: Vec<(u64, BlockInfo)> = Vec::new();
     for (dst, b) in todo {
         let Some(&src_off) = at.get(&b.hash) else {
@@ -99,12 +123,14 @@ pub fn from_previous(
             continue;
         };
         let len = u64::from(b.size);
-        match runs.last_mut() {
-            Some((r, blocks)) if r.dst + r.len == dst && r.src + r.len == src_off => {
+        match pieces.last_mut() {
+            Some((r, blocks))
+                if r.dst + r.len == dst && r.src + r.len == src_off && r.len + len <= PIECE =>
+            {
                 r.len += len;
                 blocks.push((dst, b));
             }
-            _ => runs.push((
+            _ => pieces.push((
                 Run {
                     src: src_off,
                     dst,
@@ -114,102 +140,102 @@ pub fn from_previous(
             )),
         }
     }
+    let t0 = std::time::Instant::now();
+    let done: Vec<(u64, Vec<(u64, BlockInfo)>)> = pieces
+        .into_par_iter()
+        .map_init(Vec::new, |buf, (r, blocks)| {
+            let done = copy_piece(&src, temp, r, blocks, buf);
+            start_writeback(temp, r);
+            done
+        })
+        .collect();
     let mut good = 0u64;
-    let mut to_verify: Vec<(u64, BlockInfo)> = Vec::new();
-    for (r, blocks) in runs {
-        if r.src % PAGE == r.dst % PAGE {
-            match copy_run(&src, temp, r) {
-                Ok(()) => to_verify.extend(blocks),
-                Err(e) => {
-                    tracing::debug!(name = %old.name, error = %e, "cannot copy from the previous version");
-                    // Looked for elsewhere.
-                    rest.extend(blocks);
-                }
-            }
-        } else {
-            let (g, bad) = copy_checked(&src, temp, r, blocks);
-            good += g;
-            rest.extend(bad);
-        }
+    for (g, bad) in done {
+        good += g;
+        rest.extend(bad);
     }
-    let (g, bad) = verify(temp, to_verify.into_iter());
-    good += g;
-    rest.extend(bad);
     rest.sort_by_key(|(o, _)| *o);
-    (rest, good)
+    tracing::debug!(
+        name = %old.name,
+        reused = good,
+        left = rest.len(),
+        took = ?t0.elapsed(),
+        "copied from the previous version"
+    );
+    Reused {
+        rest,
+        bytes: good,
+        old: (old.size >= KEEP_OLD_MIN).then_some(src),
+    }
 }
 
-/// Copies the blocks of a run through a buffer, each verified in the buffer before it is
-/// written: returns the bytes written and the blocks that did not match or could not be
-/// read.
-fn copy_checked(
+/// Starts writing the pages of a finished piece to the disk, so that the `fdatasync` the
+/// caller must do before the rename (invariant 1) finds less left to write. Only a hint
+/// (`POSIX_FADV_DONTNEED` starts the writeback of the range's dirty pages; pages under
+/// writeback are not dropped). Only the pages that no other piece writes: the page a piece
+/// shares with its neighbour is left to the final sync, as a write to a page under
+/// writeback may have to wait for it to complete.
+fn start_writeback(temp: &File, r: Run) {
+    let start = r.dst.div_ceil(PAGE) * PAGE;
+    let end = (r.dst + r.len) / PAGE * PAGE;
+    if let Some(len) = end.checked_sub(start).and_then(std::num::NonZeroU64::new) {
+        let _ = rustix::fs::fadvise(temp, start, Some(len), rustix::fs::Advice::DontNeed);
+    }
+}
+
+/// Copies one piece of a run and verifies its blocks where they landed: returns the bytes
+/// verified and the blocks that did not match or could not be copied.
+///
+/// At the same offset within a page, the piece is copied in the kernel and read back into
+/// `buf` to be checked, so what is checked is what the temp file holds. Shifted within a
+/// page, it is read into `buf`, checked there and the checked bytes written.
+fn copy_piece(
     src: &File,
     dst: &File,
     r: Run,
     blocks: Vec<(u64, BlockInfo)>,
+    buf: &mut Vec<u8>,
 ) -> (u64, Vec<(u64, BlockInfo)>) {
-    copy_checked_in(src, dst, r, blocks, COPY_SPAN)
-}
-
-fn copy_checked_in(
-    src: &File,
-    dst: &File,
-    r: Run,
-    blocks: Vec<(u64, BlockInfo)>,
-    span_max: usize,
-) -> (u64, Vec<(u64, BlockInfo)>) {
+    let Ok(len) = usize::try_from(r.len) else {
+        return (0, blocks);
+    };
+    buf.resize(len, 0);
+    let shifted = r.src % PAGE != r.dst % PAGE;
+    let read = if shifted {
+        src.read_exact_at(buf, r.src)
+    } else {
+        copy_run(src, dst, r).and_then(|()| dst.read_exact_at(buf, r.dst))
+    };
+    if let Err(e) = read {
+        tracing::debug!(error = %e, "cannot copy from the previous version");
+        // Looked for elsewhere.
+        return (0, blocks);
+    }
+    let block_at = |off: u64, b: &BlockInfo| {
+        let i = (off - r.dst) as usize;
+        &buf[i..i + b.size as usize]
+    };
+    let ok: Vec<bool> = blocks
+        .iter()
+        .map(|(off, b)| BlockHash::of(block_at(*off, b)) == b.hash)
+        .collect();
+    if shifted && ok.iter().all(|o| *o) {
+        return if dst.write_all_at(buf, r.dst).is_ok() {
+            (r.len, Vec::new())
+        } else {
+            (0, blocks)
+        };
+    }
     let mut good = 0u64;
     let mut bad = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut span: Vec<(u64, BlockInfo)> = Vec::new();
-    let mut flush = |span: &mut Vec<(u64, BlockInfo)>, good: &mut u64, bad: &mut Vec<_>| {
-        let Some(&(start, _)) = span.first() else {
-            return;
-        };
-        let len: usize = span.iter().map(|(_, b)| b.size as usize).sum();
-        buf.resize(len, 0);
-        if src
-            .read_exact_at(&mut buf, r.src + (start - r.dst))
-            .is_err()
-        {
-            bad.append(span);
-            return;
+    for ((off, b), ok) in blocks.into_iter().zip(ok) {
+        // A shifted block that matched still has to be written.
+        if ok && (!shifted || dst.write_all_at(block_at(off, &b), off).is_ok()) {
+            good += u64::from(b.size);
+        } else {
+            bad.push((off, b));
         }
-        let ok: Vec<bool> = span
-            .par_iter()
-            .map(|(off, b)| {
-                let i = (off - start) as usize;
-                BlockHash::of(&buf[i..i + b.size as usize]) == b.hash
-            })
-            .collect();
-        if ok.iter().all(|o| *o) {
-            if dst.write_all_at(&buf, start).is_ok() {
-                *good += len as u64;
-            } else {
-                bad.append(span);
-            }
-            span.clear();
-            return;
-        }
-        for ((off, b), ok) in span.drain(..).zip(ok) {
-            let i = (off - start) as usize;
-            if ok && dst.write_all_at(&buf[i..i + b.size as usize], off).is_ok() {
-                *good += u64::from(b.size);
-            } else {
-                bad.push((off, b));
-            }
-        }
-    };
-    let mut len = 0usize;
-    for (off, b) in blocks {
-        if !span.is_empty() && len + b.size as usize > span_max {
-            flush(&mut span, &mut good, &mut bad);
-            len = 0;
-        }
-        len += b.size as usize;
-        span.push((off, b));
     }
-    flush(&mut span, &mut good, &mut bad);
     (good, bad)
 }
 
@@ -256,55 +282,6 @@ fn copy_by_buffer(
         (off_in, off_out, left) = (off_in + n as u64, off_out + n as u64, left - n as u64);
     }
     Ok(())
-}
-
-/// Reads the given blocks back from `file` and checks each one's hash: returns the bytes
-/// that matched and the blocks that did not.
-fn verify(
-    file: &File,
-    blocks: impl Iterator<Item = (u64, BlockInfo)>,
-) -> (u64, Vec<(u64, BlockInfo)>) {
-    let mut good = 0u64;
-    let mut bad = Vec::new();
-    let mut span: Vec<(u64, BlockInfo)> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut check = |span: &mut Vec<(u64, BlockInfo)>, good: &mut u64, bad: &mut Vec<_>| {
-        let Some(&(start, _)) = span.first() else {
-            return;
-        };
-        let len: usize = span.iter().map(|(_, b)| b.size as usize).sum();
-        buf.resize(len, 0);
-        if file.read_exact_at(&mut buf, start).is_err() {
-            bad.append(span);
-            return;
-        }
-        let ok: Vec<bool> = span
-            .par_iter()
-            .map(|(off, b)| {
-                let i = (off - start) as usize;
-                BlockHash::of(&buf[i..i + b.size as usize]) == b.hash
-            })
-            .collect();
-        for ((off, b), ok) in span.drain(..).zip(ok) {
-            if ok {
-                *good += u64::from(b.size);
-            } else {
-                bad.push((off, b));
-            }
-        }
-    };
-    for (off, b) in blocks {
-        let contiguous = span
-            .last()
-            .is_some_and(|(o, lb)| o + u64::from(lb.size) == off);
-        let len: usize = span.iter().map(|(_, b)| b.size as usize).sum();
-        if !span.is_empty() && (!contiguous || len + b.size as usize > VERIFY_SPAN) {
-            check(&mut span, &mut good, &mut bad);
-        }
-        span.push((off, b));
-    }
-    check(&mut span, &mut good, &mut bad);
-    (good, bad)
 }
 
 #[cfg(test)]
@@ -378,7 +355,11 @@ mod tests {
         let fs = FolderFs::open(dir.path()).expect("open");
         let (temp, _) = fs.open_temp("f").expect("temp");
         let blocks = crate::scan::blocks_of(new);
-        let (rest, reused) = from_previous(&fs, Some(&prev), &temp, todo_of(&blocks));
+        let Reused {
+            rest,
+            bytes: reused,
+            ..
+        } = from_previous(&fs, Some(&prev), &temp, todo_of(&blocks));
         temp.set_len(new.len() as u64).expect("len");
         let mut got = vec![0u8; new.len()];
         temp.read_exact_at(&mut got, 0).expect("read");

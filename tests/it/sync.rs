@@ -454,3 +454,58 @@ fn a_big_batch_placed_in_chunks_converges_and_is_recorded() {
     });
     assert!(back, "B's edit did not reach A:\n{}", p.sb.log());
 }
+
+/// Files `pid` holds open that are no longer linked anywhere.
+fn deleted_files_open(pid: i32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| t.display().to_string())
+        .filter(|t| t.ends_with(" (deleted)"))
+        .collect()
+}
+
+#[test]
+fn big_files_edited_in_place_and_replaced_arrive_and_nothing_stays_open() {
+    let p = sync_pair();
+    let fa = p.a.path("f");
+    // Big enough for the scanner to re-hash against the previous blocks and for the
+    // puller to keep the replaced file open across the rename.
+    let mut data = noise(24 << 20, 21);
+    std::fs::write(fa.join("big.bin"), &data).expect("write");
+    assert_converges(&p, "24 MiB file synced");
+    // 1 MiB overwritten in the middle, in place.
+    let patch = noise(1 << 20, 22);
+    data[12 << 20..13 << 20].copy_from_slice(&patch);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(fa.join("big.bin"))
+            .expect("open");
+        f.write_all_at(&patch, 12 << 20).expect("write");
+    }
+    assert_converges(&p, "overwrite arrives");
+    // One byte inserted at the start, written elsewhere and renamed over.
+    data.insert(0, b'#');
+    let stage = p.a.path("stage.bin");
+    std::fs::write(&stage, &data).expect("write");
+    std::fs::rename(&stage, fa.join("big.bin")).expect("rename");
+    assert_converges(&p, "insertion arrives");
+    assert_eq!(
+        std::fs::read(p.b.path("f/big.bin")).expect("read"),
+        data,
+        "B holds the last version"
+    );
+    assert!(temp_files(&p.b.path("f")).is_empty(), "temp files left");
+    // The replaced versions' descriptors are closed once they are no longer needed.
+    let pid = p.sb.pid();
+    assert!(
+        wait_until(Duration::from_secs(10), || deleted_files_open(pid)
+            .is_empty()),
+        "B still holds replaced files open: {:?}",
+        deleted_files_open(pid)
+    );
+}
