@@ -18,13 +18,15 @@
 //! to move it aside and rescan.
 
 mod codec;
+mod states;
 pub mod store;
 mod writer;
+
+pub use states::ScanStates;
 
 use crate::identity::DeviceId;
 use crate::protocol::{BlockHash, BlockInfo, FileInfo, FileType};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -562,17 +564,13 @@ impl Reader {
         Ok(Snapshot { reader: self })
     }
 
-    /// Every local entry of a folder, keyed by name, as the scanner compares them.
-    pub fn scan_state(&self, folder: &str) -> Result<HashMap<String, ScanState>, DbError> {
+    /// Every local entry of a folder, by name, as the scanner compares them.
+    pub fn scan_state(&self, folder: &str) -> Result<ScanStates, DbError> {
         self.at(store::scan_state(&self.conn, folder))
     }
 
     /// `scan_state` for a scan of `names` only (see `store::scan_state_within`).
-    pub fn scan_state_within(
-        &self,
-        folder: &str,
-        names: &[String],
-    ) -> Result<HashMap<String, ScanState>, DbError> {
+    pub fn scan_state_within(&self, folder: &str, names: &[String]) -> Result<ScanStates, DbError> {
         self.at(store::scan_state_within(&self.conn, folder, names))
     }
 

@@ -4,6 +4,7 @@ use super::chunker::tests::random_bytes;
 use super::walk::{Presence, Protected, should_delete};
 use super::*;
 use crate::protocol::FileType;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -25,6 +26,14 @@ impl Folder {
             dir,
             index: HashMap::new(),
         }
+    }
+
+    /// The index as the database hands it to the scanner.
+    fn prev(&self) -> ScanStates {
+        self.index
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect()
     }
 
     fn root(&self) -> &Path {
@@ -52,7 +61,7 @@ impl Folder {
     fn scan(&self, only: Option<&[String]>) -> (Vec<LocalChange>, ScanSummary) {
         let req = ScanRequest {
             root: self.root(),
-            prev: &self.index,
+            prev: &self.prev(),
             only,
             caps: crate::sync::names::FsCaps::PLAIN,
             ignore_perms: false,
@@ -245,7 +254,7 @@ fn a_bad_shoalignore_stops_the_scan() {
     f.write(".shoalignore", b"ok\n[z-a]\n");
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -560,7 +569,7 @@ fn a_normalising_file_system_indexes_nfd_names_in_nfc() {
     f.mkdir("cafe\u{301}/inner");
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps {
             case_insensitive: false,
@@ -657,7 +666,7 @@ fn changes_arrive_in_batches_and_a_sink_error_stops_the_scan() {
     }
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -704,7 +713,7 @@ fn progress_is_throttled_and_adds_up() {
     }
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -734,7 +743,7 @@ fn a_missing_root_is_a_failure() {
     let f = Folder::new();
     let req = ScanRequest {
         root: &f.path("nope"),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -759,7 +768,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
     symlink(f.root(), &root).expect("symlink");
     let req = ScanRequest {
         root: &root,
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
