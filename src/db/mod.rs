@@ -38,9 +38,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Page cache of the write connection, in KiB (negative `cache_size` = KiB). Bulk loads
 /// touch pages of several B-trees at random (names, block map); with the 2 MiB default a
-/// 1 M-file load is 2-3× slower (DEPENDENCIES.md).
-const WRITER_CACHE_KIB: i64 = 65536;
-const READER_CACHE_KIB: i64 = 16384;
+/// 1 M-file load is 2-3× slower. 32 MiB loads 200,000 files as fast as 64 MiB did
+/// (bench/notes.md §17).
+const WRITER_CACHE_KIB: i64 = 32768;
+/// Page cache of each read connection, in KiB: SQLite's default. Readers are opened and
+/// dropped all the time on many threads; big caches there cost more in the allocator's
+/// fragmented arenas than they saved (pages come from the OS's page cache anyway): at
+/// 200,000 files 16 MiB per reader meant a peak RSS of 260 MiB, 2 MiB 143-167 MiB, at the
+/// same speed (bench/notes.md §17).
+const READER_CACHE_KIB: i64 = 2048;
 
 /// WAL pages (4 KiB) after which a commit copies the WAL back into the database. Bigger
 /// than the default 1000: each checkpoint writes (and fsyncs) every page changed since the
@@ -585,6 +591,17 @@ impl Reader {
         name: &str,
     ) -> Result<Option<FileInfo>, DbError> {
         self.at(store::get(&self.conn, folder, device, name))
+    }
+
+    /// One bounded step of a walk over a peer's index (see `store::remote_step`).
+    pub fn remote_step(
+        &self,
+        folder: &str,
+        device: DeviceId,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<(FileInfo, Option<FileInfo>)>, i64), DbError> {
+        self.at(store::remote_step(&self.conn, folder, device, after, limit))
     }
 
     /// Calls `f` for every entry of a peer's index of a folder, in name order.
