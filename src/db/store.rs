@@ -1132,6 +1132,8 @@ fn vacuum(conn: &Connection) -> Result<(), DbError> {
 const ENTRY_COLUMNS: &str = "n.name, f.type, f.deleted, f.size, f.permissions, \
      f.modified_ns, f.modified_by, f.version, f.sequence, f.block, f.blocklist, bl.data, \
      f.symlink_target";
+/// How many columns `ENTRY_COLUMNS` names.
+const ENTRY_COLUMN_COUNT: usize = 13;
 
 fn file_type(code: i64) -> Result<FileType, DbError> {
     u8::try_from(code)
@@ -1380,6 +1382,43 @@ fn for_each_of<E: From<DbError>>(
         f(decode(row, &mut devices)?)?;
     }
     Ok(())
+}
+
+/// A bounded step of a walk over a peer's index of a folder: up to `limit` entries whose
+/// name index is greater than `after`, in name-index order (the primary key's, so each
+/// step is a range read), each with our local entry of the name. Returns them and the
+/// name index to continue after; fewer than `limit` entries means the walk is done.
+pub fn remote_step(
+    conn: &Connection,
+    folder: &str,
+    device: DeviceId,
+    after: i64,
+    limit: usize,
+) -> Result<(Vec<(FileInfo, Option<FileInfo>)>, i64), DbError> {
+    let (Some(folder), Some(dev)) = (folder_idx(conn, folder)?, device_idx(conn, device)?) else {
+        return Ok((Vec::new(), after));
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS}, f.name FROM files f JOIN names n ON n.idx = f.name \
+         LEFT JOIN blocklists bl ON bl.idx = f.blocklist \
+         WHERE f.folder = ?1 AND f.device = ?2 AND f.name > ?3 ORDER BY f.name LIMIT ?4"
+    ))?;
+    let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(params![folder, dev, after, limit_sql])?;
+    let mut devices = Devices::new(conn);
+    let mut remote = Vec::new();
+    let mut last = after;
+    while let Some(row) = rows.next()? {
+        last = row.get(ENTRY_COLUMN_COUNT)?;
+        remote.push((last, decode(row, &mut devices)?));
+    }
+    drop(rows);
+    let mut out = Vec::with_capacity(remote.len());
+    for (name, r) in remote {
+        let local = get_by_idx(conn, folder, LOCAL, name)?;
+        out.push((r, local));
+    }
+    Ok((out, last))
 }
 
 /// Local entries of a folder whose version no peer's entry of the name has exactly, in
