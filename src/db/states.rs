@@ -89,16 +89,19 @@ impl ScanStates {
         if !self.sorted {
             let text = &self.text;
             let name = |e: &Entry| entry_name(text, e);
-            // Stable: equal names keep the order they were pushed in.
-            self.entries.sort_by(|a, b| name(a).cmp(name(b)));
-            let mut kept: Vec<Entry> = Vec::with_capacity(self.entries.len());
-            for e in self.entries.drain(..) {
-                match kept.last_mut() {
-                    Some(last) if name(last) == name(&e) => *last = e,
-                    _ => kept.push(e),
+            // In place (a stable sort would allocate half the entries again, at every
+            // warm rescan): equal names are ordered by where they were pushed.
+            self.entries
+                .sort_unstable_by(|a, b| name(a).cmp(name(b)).then(a.start.cmp(&b.start)));
+            // Of equal names the last pushed stays: `dedup_by` drops the later one, so
+            // it is swapped into the kept place first.
+            self.entries.dedup_by(|later, kept| {
+                let same = name(later) == name(kept);
+                if same {
+                    std::mem::swap(later, kept);
                 }
-            }
-            self.entries = kept;
+                same
+            });
             self.sorted = true;
         }
         self.entries.shrink_to_fit();

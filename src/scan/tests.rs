@@ -786,3 +786,25 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
     assert_eq!(names(&changes), ["d", "d/x"]);
     assert_eq!(find(&changes, "d/x").info.blocks.len(), 1);
 }
+
+#[test]
+fn walked_paths_are_made_relative_as_strip_prefix_does() {
+    use super::walk::relative;
+    for (root, path) in [
+        ("/f", "/f/a/b"),
+        ("/f", "/f"),
+        ("/f/", "/f/a"),
+        ("/f", "/fx/a"),
+        ("/f", "/f//a"),
+        ("/f", "/f/a/"),
+        ("/f/./g", "/f/g/a"),
+        ("/", "/a"),
+    ] {
+        let (root, path) = (Path::new(root), Path::new(path));
+        assert_eq!(
+            relative(root, path),
+            path.strip_prefix(root).ok(),
+            "{path:?}"
+        );
+    }
+}
