@@ -600,7 +600,7 @@ impl Reader {
         device: DeviceId,
         after: i64,
         limit: usize,
-    ) -> Result<(Vec<(FileInfo, Option<FileInfo>)>, i64), DbError> {
+    ) -> Result<store::RemoteStep, DbError> {
         self.at(store::remote_step(&self.conn, folder, device, after, limit))
     }
 

@@ -1384,6 +1384,9 @@ fn for_each_of<E: From<DbError>>(
     Ok(())
 }
 
+/// What [`remote_step`] gives: peer entries each with ours, and where to continue.
+pub type RemoteStep = (Vec<(FileInfo, Option<FileInfo>)>, i64);
+
 /// A bounded step of a walk over a peer's index of a folder: up to `limit` entries whose
 /// name index is greater than `after`, in name-index order (the primary key's, so each
 /// step is a range read), each with our local entry of the name. Returns them and the
@@ -1394,7 +1397,7 @@ pub fn remote_step(
     device: DeviceId,
     after: i64,
     limit: usize,
-) -> Result<(Vec<(FileInfo, Option<FileInfo>)>, i64), DbError> {
+) -> Result<RemoteStep, DbError> {
     let (Some(folder), Some(dev)) = (folder_idx(conn, folder)?, device_idx(conn, device)?) else {
         return Ok((Vec::new(), after));
     };
