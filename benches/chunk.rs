@@ -6,12 +6,11 @@
 //! Datasets: big = 4 × 256 MiB random files; one = 1 × 1 GiB; small = 20,000 × 4 KiB in
 //! 200 directories.
 
-use shoal::db::ScanState;
+use shoal::db::{ScanState, ScanStates};
 use shoal::scan::{
     AVG_BLOCK, BlockHasher, LocalChange, MAX_BLOCK, MIN_BLOCK, ScanRequest, ScanSummary, blocks_of,
     scan,
 };
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -102,7 +101,7 @@ fn memory() {
     }
 }
 
-fn run(root: &Path, prev: &HashMap<String, ScanState>) -> (Vec<LocalChange>, ScanSummary) {
+fn run(root: &Path, prev: &ScanStates) -> (Vec<LocalChange>, ScanSummary) {
     let mut changes = Vec::new();
     let req = ScanRequest {
         root,
@@ -132,8 +131,8 @@ fn folder(label: &str, root: &Path) {
         .sum();
     println!("{label} ({:.0} MiB), best of 5:", bytes as f64 / 1048576.0);
     // Warm the page cache.
-    let _ = run(root, &HashMap::new());
-    let (t, (changes, summary)) = best(5, || run(root, &HashMap::new()));
+    let _ = run(root, &ScanStates::new());
+    let (t, (changes, summary)) = best(5, || run(root, &ScanStates::new()));
     assert!(summary.errors.is_empty() && summary.retry.is_empty());
     println!(
         "  cold scan   {:>8.3} s  {:>10}  ({} changes)",
@@ -141,7 +140,7 @@ fn folder(label: &str, root: &Path) {
         gbps(bytes as usize, t),
         changes.len()
     );
-    let prev: HashMap<String, ScanState> = changes
+    let prev: ScanStates = changes
         .iter()
         .map(|c| {
             let i = &c.info;

@@ -18,13 +18,15 @@
 //! to move it aside and rescan.
 
 mod codec;
+mod states;
 pub mod store;
 mod writer;
+
+pub use states::ScanStates;
 
 use crate::identity::DeviceId;
 use crate::protocol::{BlockHash, BlockInfo, FileInfo, FileType};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -36,9 +38,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Page cache of the write connection, in KiB (negative `cache_size` = KiB). Bulk loads
 /// touch pages of several B-trees at random (names, block map); with the 2 MiB default a
-/// 1 M-file load is 2-3× slower (DEPENDENCIES.md).
-const WRITER_CACHE_KIB: i64 = 65536;
-const READER_CACHE_KIB: i64 = 16384;
+/// 1 M-file load is 2-3× slower. 32 MiB loads 200,000 files as fast as 64 MiB did
+/// (bench/notes.md §17).
+const WRITER_CACHE_KIB: i64 = 32768;
+/// Page cache of each read connection, in KiB: SQLite's default. Readers are opened and
+/// dropped all the time on many threads; big caches there cost more in the allocator's
+/// fragmented arenas than they saved (pages come from the OS's page cache anyway): at
+/// 200,000 files 16 MiB per reader meant a peak RSS of 260 MiB, 2 MiB 143-167 MiB, at the
+/// same speed (bench/notes.md §17).
+const READER_CACHE_KIB: i64 = 2048;
 
 /// WAL pages (4 KiB) after which a commit copies the WAL back into the database. Bigger
 /// than the default 1000: each checkpoint writes (and fsyncs) every page changed since the
@@ -562,17 +570,13 @@ impl Reader {
         Ok(Snapshot { reader: self })
     }
 
-    /// Every local entry of a folder, keyed by name, as the scanner compares them.
-    pub fn scan_state(&self, folder: &str) -> Result<HashMap<String, ScanState>, DbError> {
+    /// Every local entry of a folder, by name, as the scanner compares them.
+    pub fn scan_state(&self, folder: &str) -> Result<ScanStates, DbError> {
         self.at(store::scan_state(&self.conn, folder))
     }
 
     /// `scan_state` for a scan of `names` only (see `store::scan_state_within`).
-    pub fn scan_state_within(
-        &self,
-        folder: &str,
-        names: &[String],
-    ) -> Result<HashMap<String, ScanState>, DbError> {
+    pub fn scan_state_within(&self, folder: &str, names: &[String]) -> Result<ScanStates, DbError> {
         self.at(store::scan_state_within(&self.conn, folder, names))
     }
 
@@ -587,6 +591,17 @@ impl Reader {
         name: &str,
     ) -> Result<Option<FileInfo>, DbError> {
         self.at(store::get(&self.conn, folder, device, name))
+    }
+
+    /// One bounded step of a walk over a peer's index (see `store::remote_step`).
+    pub fn remote_step(
+        &self,
+        folder: &str,
+        device: DeviceId,
+        after: i64,
+        limit: usize,
+    ) -> Result<store::RemoteStep, DbError> {
+        self.at(store::remote_step(&self.conn, folder, device, after, limit))
     }
 
     /// Calls `f` for every entry of a peer's index of a folder, in name order.

@@ -10,13 +10,13 @@
 //! Integers that are u64 in Rust are stored bit-cast to i64 (see the schema's comments).
 
 use super::codec;
-use super::{BlockLocation, DbError, LocalChange, ScanState};
+use super::{BlockLocation, DbError, LocalChange, ScanState, ScanStates};
 use crate::identity::{DeviceId, ShortId};
 use crate::protocol::{BlockHash, BlockInfo, Counter, FileInfo, FileType, Vector};
 use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The schema version this build writes; `PRAGMA user_version` of an up-to-date database.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -1132,6 +1132,8 @@ fn vacuum(conn: &Connection) -> Result<(), DbError> {
 const ENTRY_COLUMNS: &str = "n.name, f.type, f.deleted, f.size, f.permissions, \
      f.modified_ns, f.modified_by, f.version, f.sequence, f.block, f.blocklist, bl.data, \
      f.symlink_target";
+/// How many columns `ENTRY_COLUMNS` names.
+const ENTRY_COLUMN_COUNT: usize = 13;
 
 fn file_type(code: i64) -> Result<FileType, DbError> {
     u8::try_from(code)
@@ -1228,19 +1230,22 @@ fn get_by_idx(
 }
 
 /// What the scanner compares against the disk, for every local entry of a folder.
-pub fn scan_state(conn: &Connection, folder: &str) -> Result<HashMap<String, ScanState>, DbError> {
+pub fn scan_state(conn: &Connection, folder: &str) -> Result<ScanStates, DbError> {
     let Some(folder) = folder_idx(conn, folder)? else {
-        return Ok(HashMap::new());
+        return Ok(ScanStates::new());
     };
-    // Sized up front: growing a map of a million names rehashes it twenty times. The
-    // count reads the small partial sequence index, not the entries.
+    // Sized up front (the count reads the small partial sequence index, not the
+    // entries): growing a vector of a million entries copies it twenty times and can
+    // leave twice its size allocated at the end.
     let entries: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM files INDEXED BY files_local_sequence \
              WHERE folder = ?1 AND device = 0",
         )?
         .query_row([folder], |r| r.get(0))?;
-    let mut out = HashMap::with_capacity(usize::try_from(entries).unwrap_or(0));
+    let entries = usize::try_from(entries).unwrap_or(0);
+    // Names are mostly short: 24 bytes each is a guess the text grows past if it must.
+    let mut out = ScanStates::with_capacity(entries, entries.saturating_mul(24));
     let mut stmt = conn.prepare_cached(
         "SELECT n.name, f.type, f.deleted, f.size, f.permissions, f.modified_ns, f.inode, \
          f.ctime_ns, f.symlink_target \
@@ -1248,9 +1253,11 @@ pub fn scan_state(conn: &Connection, folder: &str) -> Result<HashMap<String, Sca
     )?;
     let mut rows = stmt.query([folder])?;
     while let Some(row) = rows.next()? {
-        let (name, state) = scan_row(row)?;
-        out.insert(name, state);
+        let name = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        let state = scan_row_state(row, name)?;
+        out.push(name, &state);
     }
+    out.finish();
     Ok(out)
 }
 
@@ -1261,13 +1268,14 @@ pub fn scan_state_within(
     conn: &Connection,
     folder: &str,
     names: &[String],
-) -> Result<HashMap<String, ScanState>, DbError> {
+) -> Result<ScanStates, DbError> {
     let Some(folder) = folder_idx(conn, folder)? else {
-        return Ok(HashMap::new());
+        return Ok(ScanStates::new());
     };
     const COLUMNS: &str = "n.name, f.type, f.deleted, f.size, f.permissions, f.modified_ns, \
                            f.inode, f.ctime_ns, f.symlink_target";
-    let mut out = HashMap::new();
+    let mut out = ScanStates::new();
+    let mut done = HashSet::new();
     let mut exact = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM names n JOIN files f ON f.name = n.idx \
          WHERE n.name = ?2 AND f.folder = ?1 AND f.device = 0"
@@ -1276,34 +1284,43 @@ pub fn scan_state_within(
         "SELECT {COLUMNS} FROM names n JOIN files f ON f.name = n.idx \
          WHERE n.name >= ?2 AND n.name < ?3 AND f.folder = ?1 AND f.device = 0"
     ))?;
+    let mut add = |row: &rusqlite::Row<'_>| -> Result<(), DbError> {
+        let (name, state) = scan_row(row)?;
+        if done.insert(name.clone()) {
+            out.push(&name, &state);
+        }
+        Ok(())
+    };
     for raw in names {
         let name = raw.trim_end_matches('/');
         let mut wanted: Vec<&str> = name.match_indices('/').map(|(i, _)| &name[..i]).collect();
         wanted.push(name);
         for n in wanted {
-            if out.contains_key(n) {
-                continue;
-            }
             let mut rows = exact.query(params![folder, n])?;
             while let Some(row) = rows.next()? {
-                let (k, v) = scan_row(row)?;
-                out.insert(k, v);
+                add(row)?;
             }
         }
         // Byte order: everything that starts with "name/" sorts from "name/" up to, not
         // including, "name0" ('0' follows '/').
         let mut rows = under.query(params![folder, format!("{name}/"), format!("{name}0")])?;
         while let Some(row) = rows.next()? {
-            let (k, v) = scan_row(row)?;
-            out.insert(k, v);
+            add(row)?;
         }
     }
+    out.finish();
     Ok(out)
 }
 
 fn scan_row(row: &rusqlite::Row<'_>) -> Result<(String, ScanState), DbError> {
     let name: String = row.get(0)?;
-    let state = ScanState {
+    let state = scan_row_state(row, &name)?;
+    Ok((name, state))
+}
+
+/// Columns 1.. of a scan-state row (`name` only for messages).
+fn scan_row_state(row: &rusqlite::Row<'_>, name: &str) -> Result<ScanState, DbError> {
+    Ok(ScanState {
         file_type: file_type(row.get(1)?)?,
         deleted: row.get(2)?,
         size: to_u64(row.get(3)?),
@@ -1313,8 +1330,7 @@ fn scan_row(row: &rusqlite::Row<'_>) -> Result<(String, ScanState), DbError> {
         inode: to_u64(row.get::<_, Option<i64>>(6)?.unwrap_or(0)),
         ctime_ns: row.get::<_, Option<i64>>(7)?.unwrap_or(0),
         symlink_target: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-    };
-    Ok((name, state))
+    })
 }
 
 /// Calls `f` with every local entry of a folder, in name order (byte order of the UTF-8
@@ -1366,6 +1382,46 @@ fn for_each_of<E: From<DbError>>(
         f(decode(row, &mut devices)?)?;
     }
     Ok(())
+}
+
+/// What [`remote_step`] gives: peer entries each with ours, and where to continue.
+pub type RemoteStep = (Vec<(FileInfo, Option<FileInfo>)>, i64);
+
+/// A bounded step of a walk over a peer's index of a folder: up to `limit` entries whose
+/// name index is greater than `after`, in name-index order (the primary key's, so each
+/// step is a range read), each with our local entry of the name. Returns them and the
+/// name index to continue after; fewer than `limit` entries means the walk is done.
+pub fn remote_step(
+    conn: &Connection,
+    folder: &str,
+    device: DeviceId,
+    after: i64,
+    limit: usize,
+) -> Result<RemoteStep, DbError> {
+    let (Some(folder), Some(dev)) = (folder_idx(conn, folder)?, device_idx(conn, device)?) else {
+        return Ok((Vec::new(), after));
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS}, f.name FROM files f JOIN names n ON n.idx = f.name \
+         LEFT JOIN blocklists bl ON bl.idx = f.blocklist \
+         WHERE f.folder = ?1 AND f.device = ?2 AND f.name > ?3 ORDER BY f.name LIMIT ?4"
+    ))?;
+    let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(params![folder, dev, after, limit_sql])?;
+    let mut devices = Devices::new(conn);
+    let mut remote = Vec::new();
+    let mut last = after;
+    while let Some(row) = rows.next()? {
+        last = row.get(ENTRY_COLUMN_COUNT)?;
+        remote.push((last, decode(row, &mut devices)?));
+    }
+    drop(rows);
+    let mut out = Vec::with_capacity(remote.len());
+    for (name, r) in remote {
+        let local = get_by_idx(conn, folder, LOCAL, name)?;
+        out.push((r, local));
+    }
+    Ok((out, last))
 }
 
 /// Local entries of a folder whose version no peer's entry of the name has exactly, in

@@ -3,7 +3,7 @@
 //! changes in batches.
 //!
 //! It owns the walk, the ignore rules ([`Ignores`]) and the chunker/hasher. It never
-//! touches the database: the caller passes the previous state as a map and receives the
+//! touches the database: the caller passes the previous state ([`ScanStates`]) and receives the
 //! changes through a callback (the `indexer` writes them while hashing goes on). It never
 //! writes to the folder and never follows a symlink.
 //!
@@ -59,9 +59,8 @@ pub use chunker::{
 };
 pub use ignores::{IgnoreError, Ignores, is_internal};
 
-pub use crate::db::{LocalChange, ScanState};
+pub use crate::db::{LocalChange, ScanState, ScanStates};
 use crossbeam_channel::RecvTimeoutError;
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -87,7 +86,7 @@ pub struct ScanRequest<'a> {
     /// The folder root (it may itself be a symlink; nothing below it is followed).
     pub root: &'a Path,
     /// The folder's entries as the index last recorded them, by name.
-    pub prev: &'a HashMap<String, ScanState>,
+    pub prev: &'a ScanStates,
     /// Rescan just these names (files or directories, recursively), e.g. from the watcher;
     /// deletions are then inferred only within them. `None`, or an empty name among them,
     /// scans the whole folder.

@@ -4,6 +4,7 @@ use super::chunker::tests::random_bytes;
 use super::walk::{Presence, Protected, should_delete};
 use super::*;
 use crate::protocol::FileType;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -25,6 +26,14 @@ impl Folder {
             dir,
             index: HashMap::new(),
         }
+    }
+
+    /// The index as the database hands it to the scanner.
+    fn prev(&self) -> ScanStates {
+        self.index
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect()
     }
 
     fn root(&self) -> &Path {
@@ -52,7 +61,7 @@ impl Folder {
     fn scan(&self, only: Option<&[String]>) -> (Vec<LocalChange>, ScanSummary) {
         let req = ScanRequest {
             root: self.root(),
-            prev: &self.index,
+            prev: &self.prev(),
             only,
             caps: crate::sync::names::FsCaps::PLAIN,
             ignore_perms: false,
@@ -246,7 +255,7 @@ fn a_bad_shoalignore_stops_the_scan() {
     f.write(".shoalignore", b"ok\n[z-a]\n");
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -562,7 +571,7 @@ fn a_normalising_file_system_indexes_nfd_names_in_nfc() {
     f.mkdir("cafe\u{301}/inner");
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps {
             case_insensitive: false,
@@ -660,7 +669,7 @@ fn changes_arrive_in_batches_and_a_sink_error_stops_the_scan() {
     }
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -708,7 +717,7 @@ fn progress_is_throttled_and_adds_up() {
     }
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -739,7 +748,7 @@ fn a_missing_root_is_a_failure() {
     let f = Folder::new();
     let req = ScanRequest {
         root: &f.path("nope"),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -765,7 +774,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
     symlink(f.root(), &root).expect("symlink");
     let req = ScanRequest {
         root: &root,
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,
@@ -783,6 +792,28 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
     .expect("scan");
     assert_eq!(names(&changes), ["d", "d/x"]);
     assert_eq!(find(&changes, "d/x").info.blocks.len(), 1);
+}
+
+#[test]
+fn walked_paths_are_made_relative_as_strip_prefix_does() {
+    use super::walk::relative;
+    for (root, path) in [
+        ("/f", "/f/a/b"),
+        ("/f", "/f"),
+        ("/f/", "/f/a"),
+        ("/f", "/fx/a"),
+        ("/f", "/f//a"),
+        ("/f", "/f/a/"),
+        ("/f/./g", "/f/g/a"),
+        ("/", "/a"),
+    ] {
+        let (root, path) = (Path::new(root), Path::new(path));
+        assert_eq!(
+            relative(root, path),
+            path.strip_prefix(root).ok(),
+            "{path:?}"
+        );
+    }
 }
 
 #[test]
@@ -805,7 +836,7 @@ fn a_big_file_edited_is_rehashed_against_its_previous_blocks_to_the_same_list() 
     };
     let req = ScanRequest {
         root: f.root(),
-        prev: &f.index,
+        prev: &f.prev(),
         only: None,
         caps: crate::sync::names::FsCaps::PLAIN,
         ignore_perms: false,

@@ -262,10 +262,20 @@ async fn run_folder_live(
     }
     let mut changed: std::collections::BTreeSet<String> = Default::default();
     let mut first_change: Option<tokio::time::Instant> = None;
-    let mut pending_pull: std::collections::BTreeSet<String> = Default::default();
-    // Entries stored from peers in an earlier run and not yet applied.
-    pending_pull.extend(initial_needs(&shared, &folder).await);
-    clean_temp_files(&folder, &pending_pull).await;
+    // Entries stored from peers in an earlier run and not yet applied: a sweep of their
+    // indexes finds them (the first names now, the rest as they are pulled).
+    let mut pending_pull = Pending {
+        names: Default::default(),
+        sweep: Some(Sweep::START),
+    };
+    while pending_pull.names.len() < PENDING_MAX && pending_pull.sweep.is_some() {
+        if !sweep_step(&shared, &folder, &mut pending_pull, &Default::default()).await {
+            break;
+        }
+    }
+    if pending_pull.complete() {
+        clean_temp_files(&folder, &pending_pull.names).await;
+    }
     let mut next_full = tokio::time::Instant::now() + interval;
     // Pulls that failed (disk full, a device gone): tried again later, backing off.
     let mut retry: std::collections::BTreeSet<String> = Default::default();
@@ -280,10 +290,25 @@ async fn run_folder_live(
             while let Ok(more) = pulls.try_recv() {
                 pending_pull.extend(more);
             }
+            if pending_pull.names.is_empty() {
+                // Beyond what the set holds: the next needed names from the database.
+                if !sweep_step(&shared, &folder, &mut pending_pull, &retry).await {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Flow::Cancelled,
+                        _ = tokio::time::sleep(MARKER_CHECK) => {}
+                    }
+                }
+                continue;
+            }
             // Bounded batches keep memory flat however much a peer has for us.
-            let names: Vec<String> = pending_pull.iter().take(PULL_BATCH).cloned().collect();
+            let names: Vec<String> = pending_pull
+                .names
+                .iter()
+                .take(PULL_BATCH)
+                .cloned()
+                .collect();
             for n in &names {
-                pending_pull.remove(n);
+                pending_pull.names.remove(n);
             }
             let failed = pull(&shared, &folder, names, &cancel).await;
             if check_marker(&folder).is_err() {
@@ -374,7 +399,9 @@ async fn run_folder_live(
             }
             _ = tokio::time::sleep_until(next_full) => {
                 let _ = scan_once(&shared, &folder, None, &cancel).await;
-                clean_temp_files(&folder, &pending_pull).await;
+                if pending_pull.complete() {
+                    clean_temp_files(&folder, &pending_pull.names).await;
+                }
                 let (path, v) = (folder.path.clone(), folder.versioning);
                 let _ = tokio::task::spawn_blocking(move || crate::sync::versions::clean(&path, v)).await;
                 next_full = tokio::time::Instant::now() + interval;
@@ -411,29 +438,139 @@ async fn clean_temp_files(folder: &FolderConfig, needed: &std::collections::BTre
     .await;
 }
 
-/// Remote entries already in the index that are newer than ours (a restart resumes).
-async fn initial_needs(shared: &Arc<Shared>, folder: &FolderConfig) -> Vec<String> {
+/// Needed names held in memory at most. Beyond, names are dropped and found again in the
+/// database by a [`Sweep`]: two devices seeded with the same million files need a million
+/// version merges, and a set of a million names costs about 90 MiB.
+const PENDING_MAX: usize = 20_000;
+/// Peer entries a sweep step reads (and compares with ours) at most.
+const SWEEP_STEP: usize = 5000;
+
+/// A walk over the peers' indexes of a folder, a bounded step at a time in the order of
+/// the primary key, that finds the names needed (those a `decide` would pull or merge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sweep {
+    /// Position in the folder's device list.
+    device: usize,
+    /// The name index (`names.idx`) to continue after.
+    after: i64,
+    /// Names were dropped while this sweep was under way, maybe behind it: once it is
+    /// done, start over.
+    again: bool,
+}
+
+impl Sweep {
+    const START: Sweep = Sweep {
+        device: 0,
+        after: i64::MIN,
+        again: false,
+    };
+}
+
+/// The names a folder still has to pull: a bounded set, and a sweep of the database for
+/// those that did not fit.
+struct Pending {
+    names: std::collections::BTreeSet<String>,
+    sweep: Option<Sweep>,
+}
+
+impl Pending {
+    fn extend(&mut self, names: impl IntoIterator<Item = String>) {
+        let mut dropped = false;
+        for n in names {
+            if self.names.len() < PENDING_MAX {
+                self.names.insert(n);
+            } else if !self.names.contains(&n) {
+                dropped = true;
+            }
+        }
+        if dropped {
+            match &mut self.sweep {
+                Some(s) => s.again = true,
+                None => self.sweep = Some(Sweep::START),
+            }
+        }
+    }
+
+    fn append(&mut self, names: &mut std::collections::BTreeSet<String>) {
+        self.extend(std::mem::take(names));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.sweep.is_none()
+    }
+
+    /// Whether every needed name is in `names` (the temp files of others can go).
+    fn complete(&self) -> bool {
+        self.sweep.is_none()
+    }
+}
+
+/// Runs a step of `pending`'s sweep: adds the needed names it finds (but those waiting in
+/// `retry`) and moves the sweep on, or ends it. False when the index could not be read
+/// (the sweep stays where it was).
+async fn sweep_step(
+    shared: &Arc<Shared>,
+    folder: &FolderConfig,
+    pending: &mut Pending,
+    retry: &std::collections::BTreeSet<String>,
+) -> bool {
+    let Some(sweep) = pending.sweep else {
+        return true;
+    };
+    // Busy finding work: not idle (a caller waiting for idle waits for the sweep too).
+    let error = lock(&shared.folders)
+        .get(&folder.id)
+        .and_then(|rt| rt.error.clone());
+    set_state(shared, &folder.id, "syncing", error.clone());
     let s = shared.clone();
     let f = folder.clone();
-    tokio::task::spawn_blocking(move || {
+    let step = tokio::task::spawn_blocking(move || {
+        let mut sweep = sweep;
+        let Some(device) = f.devices.get(sweep.device) else {
+            return Ok((Vec::new(), None));
+        };
         let reader = s.db.reader()?;
+        let (entries, last) = reader.remote_step(&f.id, *device, sweep.after, SWEEP_STEP)?;
         let mut names = Vec::new();
-        for d in &f.devices {
-            reader.for_each_remote(&f.id, *d, |r| {
-                let local = reader.get_local(&f.id, &r.name)?;
-                if crate::sync::pull::decide(local.as_ref(), &r) != crate::sync::pull::Need::Nothing
-                {
-                    names.push(r.name);
-                }
-                Ok::<(), crate::db::DbError>(())
-            })?;
+        for (remote, local) in entries.iter() {
+            if crate::sync::pull::decide(local.as_ref(), remote) != crate::sync::pull::Need::Nothing
+            {
+                names.push(remote.name.clone());
+            }
         }
-        Ok::<_, crate::db::DbError>(names)
+        if entries.len() < SWEEP_STEP {
+            sweep.device += 1;
+            sweep.after = i64::MIN;
+        } else {
+            sweep.after = last;
+        }
+        let next = if sweep.device < f.devices.len() {
+            Some(sweep)
+        } else if sweep.again {
+            Some(Sweep::START)
+        } else {
+            None
+        };
+        Ok::<_, crate::db::DbError>((names, next))
     })
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .unwrap_or_default()
+    .await;
+    match step {
+        Ok(Ok((names, next))) => {
+            pending.sweep = next;
+            pending
+                .names
+                .extend(names.into_iter().filter(|n| !retry.contains(n)));
+            if pending.is_empty() {
+                set_state(shared, &folder.id, "idle", error);
+            }
+            true
+        }
+        Ok(Err(e)) => {
+            warn!(folder = %folder.id, error = %e, "cannot read the index to find what to pull");
+            false
+        }
+        Err(_) => false,
+    }
 }
 
 /// Pulls `names` (on a blocking thread) and reports.
