@@ -17,7 +17,7 @@
 //! tree it was moved to by that user, never through a symlink.
 
 use crate::protocol::name::TEMP_PREFIX;
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -107,15 +107,25 @@ impl FolderFs {
         }
     }
 
-    /// Opens a regular file for reading, refusing symlinks.
+    /// Opens a regular file for reading, refusing symlinks and anything that is not a
+    /// regular file. The open itself never waits: a FIFO put where an indexed file was
+    /// would otherwise block it until a writer came (the scanner's opens are the same).
     pub fn open_read(&self, name: &str) -> io::Result<File> {
         let (dir, base) = self.parent(name)?;
         let fd = rustix::fs::openat(
             dir.as_fd(),
             base.as_str(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name}: not a regular file"),
+            ));
+        }
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())?;
         Ok(File::from(fd))
     }
 
@@ -367,6 +377,30 @@ mod tests {
         assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 0);
         // The symlink itself can be replaced or removed, like any entry.
         fs.remove_file("escape").expect("rm link");
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_for_reading_and_a_fifo_never_blocks() {
+        let root = tempfile::tempdir().expect("tmp");
+        std::fs::write(root.path().join("f"), b"data").expect("write");
+        std::fs::create_dir(root.path().join("d")).expect("mkdir");
+        let ok = std::process::Command::new("mkfifo")
+            .arg(root.path().join("p"))
+            .status()
+            .expect("mkfifo");
+        assert!(ok.success());
+        let fs = FolderFs::open(root.path()).expect("open");
+        let mut s = String::new();
+        use std::io::Read;
+        fs.open_read("f")
+            .expect("regular file")
+            .read_to_string(&mut s)
+            .expect("read");
+        assert_eq!(s, "data");
+        // Without O_NONBLOCK this open would wait for a writer forever.
+        let e = fs.open_read("p").expect_err("a FIFO");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(fs.open_read("d").is_err());
     }
 
     #[test]
