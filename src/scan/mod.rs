@@ -173,6 +173,12 @@ pub enum ScanFailure {
     Aborted(String),
 }
 
+/// What the scanner records of a regular file's metadata: the fields its change test
+/// compares (size, mtime, inode, ctime, permissions).
+pub fn file_state(meta: &std::fs::Metadata) -> ScanState {
+    walk::state(meta, crate::protocol::FileType::File, String::new())
+}
+
 /// Scans `req.root` (or `req.only` within it), comparing with `req.prev`.
 ///
 /// Changes go to `sink` in batches, on the calling thread, while hashing goes on; an error

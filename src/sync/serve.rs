@@ -3,14 +3,15 @@
 //! Block requests of a connection are served by a few threads of its own
 //! ([`BlockServer`], [`SERVE_THREADS`]), fed by a channel: a request costs a channel send,
 //! not a runtime task plus a blocking-pool hand-off (thread wake-ups were about a third of
-//! the sender's CPU time in case L, bench/notes.md §16). Each thread keeps the folder's
+//! the sender's CPU time in case L, bench/notes.md §18). Each thread keeps the folder's
 //! root and the last file it read open while requests keep coming ([`ServeCache`]), so
 //! the thousands of requests for one big file open it once. A cached handle only ever
-//! answers when the data it reads hashes to the requested block; anything else is tried
-//! again on freshly opened names, so a file replaced on disk is never served stale. The
-//! cache is dropped after [`CACHE_IDLE`] without requests, so no handle keeps a deleted
-//! file's space for long. Every block read is hashed before it is sent: a file that
-//! changed since it was indexed answers `Changed` and triggers a rescan.
+//! answers with the requested block; anything else is tried again on freshly opened
+//! names, so a file replaced on disk is never served stale. The cache is dropped after
+//! [`CACHE_IDLE`] without requests, so no handle keeps a deleted file's space for long.
+//! A block read is hashed before it is sent, except in a big file unchanged since it was
+//! indexed ([`TRUST_MIN`]): a file that changed since it was indexed answers `Changed`
+//! and triggers a rescan.
 
 use super::fsops::FolderFs;
 use crate::config::Config;
@@ -26,7 +27,6 @@ use crate::service::Shared;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -119,10 +119,6 @@ fn serve_loop(
         } else {
             read_block(shared, peer, &req, &mut cache)
         };
-        if code == ResponseCode::Changed {
-            // The file changed since it was indexed: rescan so the peer gets the new one.
-            shared.request_rescan(&req.folder);
-        }
         // Not a runtime thread: a blocking send is the back-pressure of a full outbox.
         let _ = out.blocking_send(Message::Response(Response { id, code, data }));
         sync.serving.fetch_sub(1, Ordering::Relaxed);
@@ -167,19 +163,14 @@ struct DiskStat {
 }
 
 impl DiskStat {
+    /// As the scanner records it ([`crate::scan::file_state`]).
     fn of(file: &File) -> Option<Self> {
-        let m = file.metadata().ok()?;
+        let st = crate::scan::file_state(&file.metadata().ok()?);
         Some(Self {
-            inode: m.ino(),
-            size: m.len(),
-            modified_ns: m
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.mtime_nsec()),
-            ctime_ns: m
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.ctime_nsec()),
+            inode: st.inode,
+            size: st.size,
+            modified_ns: st.modified_ns,
+            ctime_ns: st.ctime_ns,
         })
     }
 }
@@ -301,8 +292,7 @@ fn read_named(cache: &mut ServeCache, root: &Path, req: &Request, data: &mut [u8
             }
         }
     }
-    // The cached handles may be stale (the file or folder replaced): open afresh, and
-    // hash.
+    // The cached handles may be stale (the file or folder replaced): open afresh.
     cache.file = None;
     cache.root = None;
     let fs = match FolderFs::open(root) {
@@ -310,19 +300,17 @@ fn read_named(cache: &mut ServeCache, root: &Path, req: &Request, data: &mut [u8
         Err(_) => return Named::NoRoot,
     };
     let named = match fs.open_read(&req.name) {
-        Ok(file) => match file.read_exact_at(data, req.offset) {
-            Ok(()) if BlockHash::of(data) == req.hash => {
-                cache.file = Some(OpenFile::new(
-                    &req.folder,
-                    &req.name,
-                    file,
-                    cache.reader.as_ref(),
-                ));
-                Named::Good
+        Ok(file) => {
+            let mut open = OpenFile::new(&req.folder, &req.name, file, cache.reader.as_ref());
+            match open.read(req, data) {
+                Ok(true) => {
+                    cache.file = Some(open);
+                    Named::Good
+                }
+                Ok(false) => Named::Differs,
+                Err(_) => Named::Unreadable,
             }
-            Ok(()) => Named::Differs,
-            Err(_) => Named::Unreadable,
-        },
+        }
         Err(_) => Named::Unreadable,
     };
     cache.root = Some((root.to_path_buf(), fs));
@@ -337,20 +325,14 @@ pub fn answer_block(shared: &Arc<Shared>, peer: DeviceId, conn: &ConnHandle, req
     let sync = conn.sync.clone();
     shared.tasks.spawn(async move {
         let id = req.id;
-        let s2 = s.clone();
-        let folder = req.folder.clone();
         let r = tokio::task::spawn_blocking(move || {
-            read_block(&s2, peer, &req, &mut ServeCache::default())
+            read_block(&s, peer, &req, &mut ServeCache::default())
         })
         .await;
         let (code, data) = match r {
             Ok(x) => x,
             Err(_) => (ResponseCode::Generic, Vec::new()),
         };
-        if code == ResponseCode::Changed {
-            // The file changed since it was indexed: rescan so the peer gets the new one.
-            s.request_rescan(&folder);
-        }
         let _ = tx
             .send(Message::Response(Response { id, code, data }))
             .await;
@@ -419,6 +401,8 @@ fn read_block(
     }
     if named == Named::Differs {
         info!(folder = %req.folder, name = %req.name, "requested block changed on disk since indexed");
+        // Rescan, so the peer gets the new version.
+        shared.request_rescan(&req.folder);
         return (ResponseCode::Changed, Vec::new());
     }
     debug!(folder = %req.folder, name = %req.name, "requested block not found");
