@@ -53,6 +53,9 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
+/// Deterministic incompressible bytes for the crate's tests.
+#[cfg(test)]
+pub(crate) use chunker::tests::random_bytes;
 pub use chunker::{
     AVG_BLOCK, BlockHasher, HashError, INCREMENTAL_MIN, MAX_BLOCK, MIN_BLOCK, READ_BUFFER,
     blocks_of,

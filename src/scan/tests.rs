@@ -59,25 +59,14 @@ impl Folder {
     }
 
     fn scan(&self, only: Option<&[String]>) -> (Vec<LocalChange>, ScanSummary) {
-        let req = ScanRequest {
+        collect(&ScanRequest {
             root: self.root(),
             prev: &self.prev(),
             only,
             caps: crate::sync::names::FsCaps::PLAIN,
             ignore_perms: false,
             previous_blocks: None,
-        };
-        let mut changes = Vec::new();
-        let summary = scan(
-            &req,
-            &mut |batch: Vec<LocalChange>| -> Result<(), String> {
-                changes.extend(batch);
-                Ok(())
-            },
-            &|_| {},
-        )
-        .expect("scan");
-        (changes, summary)
+        })
     }
 
     /// Scans and records the changes in the index, as the indexer does.
@@ -88,6 +77,21 @@ impl Folder {
         }
         (changes, summary)
     }
+}
+
+/// Runs a scan, collecting every change it hands out.
+fn collect(req: &ScanRequest<'_>) -> (Vec<LocalChange>, ScanSummary) {
+    let mut changes = Vec::new();
+    let summary = scan(
+        req,
+        &mut |batch: Vec<LocalChange>| -> Result<(), String> {
+            changes.extend(batch);
+            Ok(())
+        },
+        &|_| {},
+    )
+    .expect("scan");
+    (changes, summary)
 }
 
 fn state_of(c: &LocalChange) -> ScanState {
@@ -580,16 +584,7 @@ fn a_normalising_file_system_indexes_nfd_names_in_nfc() {
         ignore_perms: false,
         previous_blocks: None,
     };
-    let mut changes = Vec::new();
-    let summary = scan(
-        &req,
-        &mut |batch: Vec<LocalChange>| -> Result<(), String> {
-            changes.extend(batch);
-            Ok(())
-        },
-        &|_| {},
-    )
-    .expect("scan");
+    let (changes, summary) = collect(&req);
     assert_eq!(names(&changes), ["caf\u{e9}", "caf\u{e9}/inner"]);
     assert!(summary.not_nfc.is_empty() && summary.errors.is_empty());
 }
@@ -780,16 +775,7 @@ fn a_folder_root_that_is_a_symlink_is_scanned_through() {
         ignore_perms: false,
         previous_blocks: None,
     };
-    let mut changes = Vec::new();
-    scan(
-        &req,
-        &mut |b: Vec<LocalChange>| -> Result<(), String> {
-            changes.extend(b);
-            Ok(())
-        },
-        &|_| {},
-    )
-    .expect("scan");
+    let (changes, _) = collect(&req);
     assert_eq!(names(&changes), ["d", "d/x"]);
     assert_eq!(find(&changes, "d/x").info.blocks.len(), 1);
 }
@@ -842,16 +828,7 @@ fn a_big_file_edited_is_rehashed_against_its_previous_blocks_to_the_same_list() 
         ignore_perms: false,
         previous_blocks: Some(PreviousBlocks(&lookup)),
     };
-    let mut changes = Vec::new();
-    let summary = scan(
-        &req,
-        &mut |batch: Vec<LocalChange>| -> Result<(), String> {
-            changes.extend(batch);
-            Ok(())
-        },
-        &|_| {},
-    )
-    .expect("scan");
+    let (changes, summary) = collect(&req);
     assert!(
         asked.load(Ordering::Relaxed),
         "the previous blocks were not asked for"

@@ -44,9 +44,10 @@ const PAGE: u64 = 4096;
 
 /// Runs are cut into pieces of at most this many bytes (at block boundaries), and the
 /// pieces are copied and verified on every core at once: each is copied (in the kernel,
-/// or read into a buffer when shifted) and verified while the others are being copied. Small enough for a piece to stay in the cache between
-/// the copy (or read), the hash and the write; measured on a 256 MiB file shifted by one
-/// byte (bench/notes.md §14, 11.3): 1 MiB spans beat 256 KiB and 8 MiB ones.
+/// or read into a buffer when shifted) and verified while the others are being copied.
+/// Small enough for a piece to stay in the cache between the copy (or read), the hash and
+/// the write; measured on a 256 MiB file shifted by one byte (bench/notes.md §14, 11.3):
+/// 1 MiB spans beat 256 KiB and 8 MiB ones.
 const PIECE: u64 = 1 << 20;
 
 /// Files at least this large keep their previous version's descriptor until after the
@@ -289,19 +290,8 @@ mod tests {
     use super::*;
     use crate::identity::ShortId;
     use crate::protocol::Vector;
+    use crate::scan::random_bytes as noise;
     use std::os::unix::fs::MetadataExt;
-
-    fn noise(len: usize, mut x: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
 
     fn entry(root: &std::path::Path, name: &str, data: &[u8]) -> FileInfo {
         let md = std::fs::metadata(root.join(name)).expect("stat");
